@@ -1,0 +1,19 @@
+"""jaxrnn: recurrent neural networks in JAX as pure functions, with hand-written BPTT."""
+
+from jaxrnn._cells import Cell as Cell
+from jaxrnn._cells import CellParams as CellParams
+from jaxrnn._cells import HiddenState as HiddenState
+from jaxrnn._cells import LayerNormLSTMParams as LayerNormLSTMParams
+from jaxrnn._cells import LSTMState as LSTMState
+from jaxrnn._cells import Readout as Readout
+from jaxrnn._cells import ReadoutParams as ReadoutParams
+from jaxrnn._cells import elman as elman
+from jaxrnn._cells import gru as gru
+from jaxrnn._cells import layer_norm_lstm as layer_norm_lstm
+from jaxrnn._cells import lstm as lstm
+from jaxrnn._cells import readout as readout
+from jaxrnn._runner import check_bptt as check_bptt
+from jaxrnn._runner import default_unroll as default_unroll
+from jaxrnn._runner import rnn as rnn
+
+__version__ = "0.1.0"

@@ -1,0 +1,220 @@
+"""The time loop and its gradients: plain autodiff, and hand-written BPTT.
+
+Everything here works on time-major inputs ``xs [T, *batch, I]`` whose shapes the
+runner (:mod:`jaxrnn._runner`) has already checked.
+
+Hand-written BPTT (``grad="bptt"``) is a ``jax.custom_vjp``:
+
+- forward: one ``lax.scan``; the input projection of all steps is one matmul before
+  it; the scan saves the state entering each step (and, with
+  ``residuals="gates"``, the recurrent projection of each step);
+- backward: one reverse ``lax.scan`` whose body takes the cell's gate deltas
+  (``update_bwd``, written by hand for the built-in cells) and carries the state
+  cotangent back through the recurrent weights; the weight gradients are then
+  two large matmuls over all ``T * batch`` rows, as are the input gradients.
+
+``residuals="states"`` saves only the states and recomputes the input projection
+and the recurrent projections of all steps as two large matmuls before the
+reverse loop; ``residuals="gates"`` saves the recurrent projections instead of
+recomputing them: ``G*H`` more floats per step and example, one matmul fewer.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+tree_map = jax.tree_util.tree_map
+
+
+class ScanConfig(NamedTuple):
+    """Static settings of one run of the time loop (hashable)."""
+
+    truncate: Optional[int]  # stop gradients at every multiple of this step, or None
+    unroll: int  # lax.scan unroll
+    residuals: str  # "states" | "gates"
+
+
+def is_structured(cell) -> bool:
+    """Whether ``cell`` splits its step into ``project`` / ``project_state`` / ``update``."""
+    return all(getattr(cell, name, None) is not None for name in ("project", "project_state", "update"))
+
+
+def _select(mask_t, new, old):
+    """``new`` where ``mask_t`` (shape ``batch``), else ``old``, leaf by leaf."""
+    if mask_t is None:
+        return new
+    return tree_map(lambda n, o: jnp.where(mask_t.reshape(mask_t.shape + (1,) * (n.ndim - mask_t.ndim)), n, o), new, old)
+
+
+def _zero_where_masked(mask_t, tree):
+    if mask_t is None:
+        return tree
+    return tree_map(
+        lambda a: jnp.where(mask_t.reshape(mask_t.shape + (1,) * (a.ndim - mask_t.ndim)), a, jnp.zeros_like(a)),
+        tree,
+    )
+
+
+def _cut(cfg: ScanConfig, t):
+    """True at the steps where truncated BPTT stops the gradient of the entering state."""
+    return jnp.logical_and(t > 0, t % cfg.truncate == 0)
+
+
+def _masks(lengths, num_steps: int):
+    """``[T, *batch]`` bool: step t is inside each sequence's length; None without lengths."""
+    if lengths is None:
+        return None
+    t = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
+    return t < lengths
+
+
+def forward_scan(cell, cfg: ScanConfig, params, state, xs, lengths, *, save: bool = False, stop_gradients: bool = False):
+    """Run the cell over time-major ``xs``.
+
+    Returns ``(ys, final_state, saved)``: ``saved`` is ``None`` unless ``save``, then
+    ``(px, states_prev, rec)`` with ``px`` the hoisted input projection (``None``
+    for unstructured cells), ``states_prev`` the state entering each step
+    (leading axis T) and ``rec`` the recurrent projections (only with
+    ``residuals="gates"``).
+
+    With ``stop_gradients`` (the autodiff reference for ``truncate``), the entering
+    state is wrapped in ``lax.stop_gradient`` at every multiple of
+    ``cfg.truncate``.
+    """
+    num_steps = xs.shape[0]
+    masks = _masks(lengths, num_steps)
+    structured = is_structured(cell)
+    px = cell.project(params, xs) if structured else None
+    save_rec = save and structured and cfg.residuals == "gates"
+
+    def body(state, inp):
+        t, x_t, mask_t = inp
+        if stop_gradients and cfg.truncate is not None:
+            cut = _cut(cfg, t)
+            state = tree_map(lambda s: jnp.where(cut, lax.stop_gradient(s), s), state)
+        if structured:
+            rec = cell.project_state(params, state)
+            new_state, y = cell.update(state, x_t, rec)
+        else:
+            rec = None
+            new_state, y = cell.step(params, state, x_t)
+        new_state = _select(mask_t, new_state, state)
+        y = _zero_where_masked(mask_t, y)
+        out = (y, state if save else None, rec if save_rec else None)
+        return new_state, out
+
+    inputs = (jnp.arange(num_steps), px if structured else xs, masks)
+    final, (ys, states_prev, rec) = lax.scan(body, state, inputs, unroll=cfg.unroll)
+    saved = (px, states_prev, rec) if save else None
+    return ys, final, saved
+
+
+def autodiff_scan(cell, cfg: ScanConfig, params, state, xs, lengths):
+    """The reference: the plain scan, differentiated by JAX."""
+    ys, final, _ = forward_scan(cell, cfg, params, state, xs, lengths, stop_gradients=True)
+    return ys, final
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def bptt_scan(cell, cfg: ScanConfig, params, state, xs, lengths):
+    """The plain scan, with the hand-written reverse pass below as its VJP."""
+    ys, final, _ = forward_scan(cell, cfg, params, state, xs, lengths)
+    return ys, final
+
+
+def _bptt_fwd(cell, cfg, params, state, xs, lengths):
+    ys, final, (px, states_prev, rec) = forward_scan(cell, cfg, params, state, xs, lengths, save=True)
+    if cfg.residuals == "states":
+        px = None  # recomputed in the backward pass as one matmul
+    return (ys, final), (params, xs, lengths, (px, states_prev, rec))
+
+
+def _update_bwd(cell):
+    """The cell's hand-written gate reverse, or ``jax.vjp`` of its ``update``."""
+    if getattr(cell, "update_bwd", None) is not None:
+        return cell.update_bwd
+
+    def update_bwd(state, px, rec, d_new_state, d_y):
+        _, vjp = jax.vjp(cell.update, state, px, rec)
+        return vjp((d_new_state, d_y))
+
+    return update_bwd
+
+
+def _bptt_bwd(cell, cfg, res, cotangents):
+    params, xs, lengths, (px, states_prev, rec) = res
+    d_ys, d_final = cotangents
+    num_steps = xs.shape[0]
+    masks = _masks(lengths, num_steps)
+    steps = jnp.arange(num_steps)
+
+    def carry_back(d_prev, d_state, t, mask_t):
+        """Masked steps pass the cotangent through; truncation stops it."""
+        d_prev = _select(mask_t, d_prev, d_state)
+        if cfg.truncate is not None:
+            cut = _cut(cfg, t)
+            d_prev = tree_map(lambda d: jnp.where(cut, jnp.zeros_like(d), d), d_prev)
+        return d_prev
+
+    if not is_structured(cell):
+        return _generic_bwd(cell, params, xs, lengths, states_prev, d_ys, d_final, masks, steps, carry_back, cfg)
+
+    if px is None:
+        px = cell.project(params, xs)
+    if rec is None:
+        rec = cell.project_state(params, states_prev)
+    update_bwd = _update_bwd(cell)
+
+    def body(d_state, inp):
+        t, s_prev, px_t, rec_t, dy_t, mask_t = inp
+        # Zero cotangents on padded rows make their deltas zero (the reverse is linear in them).
+        d_state_in = _zero_where_masked(mask_t, d_state)
+        dy_t = _zero_where_masked(mask_t, dy_t)
+        d_direct, d_px_t, d_rec_t = update_bwd(s_prev, px_t, rec_t, d_state_in, dy_t)
+        _, rec_vjp = jax.vjp(lambda s: cell.project_state(params, s), s_prev)
+        (d_via_rec,) = rec_vjp(d_rec_t)
+        d_prev = tree_map(jnp.add, d_direct, d_via_rec)
+        return carry_back(d_prev, d_state, t, mask_t), (d_px_t, d_rec_t)
+
+    inputs = (steps, states_prev, px, rec, d_ys, masks)
+    d_state0, (d_px, d_rec) = lax.scan(body, d_final, inputs, reverse=True, unroll=cfg.unroll)
+
+    # The weight gradients and input gradients: one large matmul each, over all steps.
+    _, project_vjp = jax.vjp(cell.project, params, xs)
+    d_params_in, d_xs = project_vjp(d_px)
+    _, project_state_vjp = jax.vjp(lambda p: cell.project_state(p, states_prev), params)
+    (d_params_rec,) = project_state_vjp(d_rec)
+    d_params = tree_map(jnp.add, d_params_in, d_params_rec)
+    return d_params, d_state0, d_xs, None
+
+
+def _generic_bwd(cell, params, xs, lengths, states_prev, d_ys, d_final, masks, steps, carry_back, cfg):
+    """Reverse scan with ``jax.vjp`` of ``step`` for cells without a split step."""
+
+    def body(carry, inp):
+        d_state, d_params = carry
+        t, s_prev, x_t, dy_t, mask_t = inp
+        _, step_vjp = jax.vjp(cell.step, params, s_prev, x_t)
+        dp, d_prev, dx = step_vjp((_zero_where_masked(mask_t, d_state), _zero_where_masked(mask_t, dy_t)))
+        d_params = tree_map(jnp.add, d_params, dp)
+        return (carry_back(d_prev, d_state, t, mask_t), d_params), dx
+
+    zeros = tree_map(jnp.zeros_like, params)
+    inputs = (steps, states_prev, xs, d_ys, masks)
+    (d_state0, d_params), d_xs = lax.scan(body, (d_final, zeros), inputs, reverse=True, unroll=cfg.unroll)
+    return d_params, d_state0, d_xs, None
+
+
+bptt_scan.defvjp(_bptt_fwd, _bptt_bwd)
+
+
+def run_scan(cell, cfg: ScanConfig, grad: str, params, state, xs, lengths) -> Any:
+    """Dispatch to the gradient strategy named by ``grad``."""
+    if grad == "bptt":
+        return bptt_scan(cell, cfg, params, state, xs, lengths)
+    return autodiff_scan(cell, cfg, params, state, xs, lengths)

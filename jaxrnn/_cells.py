@@ -1,0 +1,603 @@
+"""Recurrent cells: pure ``init`` / ``initial_state`` / ``step`` functions.
+
+A cell is a :class:`Cell` NamedTuple of pure functions made by a factory
+(:func:`elman`, :func:`lstm`, :func:`gru`, :func:`layer_norm_lstm`). Weights follow
+PyTorch's layout and gate order, so conversion to and from ``torch.nn`` is a copy.
+
+The built-in cells split a step into parts the runner can reorganise:
+
+- ``project(params, xs)``: the input projection ``xs @ w_ih.T + b_ih`` for any
+  number of leading axes, so the runner computes it for all time steps in one
+  matmul, outside the sequential loop;
+- ``project_state(params, state)``: the recurrent projection ``h @ w_hh.T + b_hh``;
+- ``update(state, px, rec)``: the elementwise gate arithmetic, returning
+  ``(new_state, y)``;
+- ``update_bwd(state, px, rec, d_new_state, d_y)``: its hand-written reverse,
+  returning ``(d_state, d_px, d_rec)``: the cotangent of the previous state through
+  the direct path (not through ``rec``), and the gate deltas.
+
+``step(params, state, x) == update(state, project(params, x), project_state(params, state))``.
+A user-defined cell needs only ``init``, ``initial_state`` and ``step``; see
+:class:`Cell`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+class Cell(NamedTuple):
+    """A recurrent cell as a NamedTuple of pure functions.
+
+    The protocol that :func:`jaxrnn.rnn` relies on is the first four fields; any
+    object with them (a class, a NamedTuple, a module) works as a cell:
+
+    - ``hidden_size``: int.
+    - ``init(key, input_size, dtype=jnp.float32) -> params``: a pytree.
+    - ``initial_state(batch_shape=(), dtype=jnp.float32) -> state``: a pytree of
+      arrays with leading shape ``batch_shape``.
+    - ``step(params, state, x) -> (state, y)``: one time step, the signature of a
+      ``lax.scan`` body; ``x`` has shape ``batch_shape + (input_size,)``.
+
+    The remaining fields are optional. A cell that defines ``project``,
+    ``project_state``, ``update`` and ``update_bwd`` (see the module docstring)
+    gets the input projection hoisted out of the loop and the hand-written BPTT
+    of :func:`jaxrnn.rnn`; a cell that defines only ``project``,
+    ``project_state`` and ``update`` gets the hoisting and a BPTT whose step
+    reverse is ``jax.vjp`` of ``update``; any other cell gets ``jax.vjp`` of
+    ``step`` inside the same reverse scan.
+    """
+
+    hidden_size: int
+    init: Callable[..., Any]
+    initial_state: Callable[..., Any]
+    step: Callable[..., Any]
+    project: Optional[Callable[..., Any]] = None
+    project_state: Optional[Callable[..., Any]] = None
+    update: Optional[Callable[..., Any]] = None
+    update_bwd: Optional[Callable[..., Any]] = None
+    name: str = "cell"
+
+
+class CellParams(NamedTuple):
+    """Parameters of the built-in cells, in PyTorch's layout.
+
+    ``G`` is the number of gates: 1 for Elman, 4 for LSTM (order i, f, g, o),
+    3 for GRU (order r, z, n); ``H`` the hidden size, ``I`` the input size.
+    """
+
+    w_ih: Array  # [G*H, I] input-to-hidden weights (torch: weight_ih_l0)
+    w_hh: Array  # [G*H, H] hidden-to-hidden weights (torch: weight_hh_l0)
+    b_ih: Array  # [G*H] input bias (torch: bias_ih_l0)
+    b_hh: Array  # [G*H] recurrent bias (torch: bias_hh_l0)
+
+
+class LayerNormLSTMParams(NamedTuple):
+    """Parameters of :func:`layer_norm_lstm` (``H`` hidden size, ``I`` input size)."""
+
+    w_ih: Array  # [4H, I] input-to-hidden weights, gate order i, f, g, o
+    w_hh: Array  # [4H, H] hidden-to-hidden weights
+    bias: Array  # [4H] gate bias (forget block initialised to forget_bias)
+    ln_ih_scale: Array  # [4H] layer-norm gain on the input projection
+    ln_hh_scale: Array  # [4H] layer-norm gain on the recurrent projection
+
+
+class HiddenState(NamedTuple):
+    """State of the Elman and GRU cells."""
+
+    h: Array  # [*batch, H] hidden state
+
+
+class LSTMState(NamedTuple):
+    """State of the LSTM cells."""
+
+    h: Array  # [*batch, H] hidden state (the output)
+    c: Array  # [*batch, H] cell state
+
+
+def carry_dtype(dtype) -> jnp.dtype:
+    """The dtype of the recurrent state and of all accumulation for ``dtype`` inputs.
+
+    float64 stays float64; float32, bfloat16 and float16 carry in float32.
+    """
+    return jnp.promote_types(jnp.dtype(dtype), jnp.float32)
+
+
+def _matmul_t(a: Array, w: Array) -> Array:
+    """``a @ w.T`` in ``w``'s dtype with accumulation in the carry dtype."""
+    out_dtype = carry_dtype(w.dtype)
+    return jax.lax.dot_general(
+        a.astype(w.dtype),
+        w,
+        (((a.ndim - 1,), (1,)), ((), ())),
+        preferred_element_type=out_dtype,
+    )
+
+
+def _orthogonal_blocks(key: Array, num_gates: int, hidden_size: int, dtype) -> Array:
+    """``num_gates`` independent orthogonal ``[H, H]`` blocks stacked to ``[G*H, H]``."""
+    keys = jax.random.split(key, num_gates)
+    ortho = jax.nn.initializers.orthogonal()
+    blocks = [ortho(k, (hidden_size, hidden_size), jnp.float32) for k in keys]
+    return jnp.concatenate(blocks, axis=0).astype(dtype)
+
+
+def _lecun_normal(key: Array, shape, dtype) -> Array:
+    return jax.nn.initializers.lecun_normal(in_axis=1, out_axis=0)(key, shape, jnp.float32).astype(dtype)
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` if it is a positive int, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
+def _check_float_dtype(dtype, name: str = "dtype"):
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{name} must be a floating dtype (float32, float64, bfloat16), got {dtype}.")
+    return dtype
+
+
+def _make_initial_state(state_type, hidden_size: int):
+    def initial_state(batch_shape: Sequence[int] = (), dtype=jnp.float32):
+        dtype = _check_float_dtype(dtype)
+        shape = tuple(batch_shape) + (hidden_size,)
+        zeros = jnp.zeros(shape, dtype)
+        return state_type(*([zeros] * len(state_type._fields)))
+
+    initial_state.__doc__ = (
+        f"Zero ``{state_type.__name__}`` with leaves of shape ``batch_shape + ({hidden_size},)``."
+    )
+    return initial_state
+
+
+def _param_checkers(cell_name: str, num_gates: int, hidden_size: int):
+    """Shape checks for the projections, run in Python on static shapes."""
+    gh = num_gates * hidden_size
+
+    def check_input(params, x):
+        w = params.w_ih
+        if w.ndim != 2 or w.shape[0] != gh:
+            raise ValueError(
+                f"params.w_ih has shape {w.shape}, but a {cell_name} cell with "
+                f"hidden_size={hidden_size} expects ({gh}, input_size). Were these params "
+                f"made by another cell?"
+            )
+        if x.shape[-1:] != (w.shape[1],):
+            raise ValueError(
+                f"inputs have size {x.shape[-1] if x.ndim else 'scalar'} on their last axis "
+                f"(shape {x.shape}), but params expect input_size={w.shape[1]} "
+                f"(params.w_ih has shape {w.shape})."
+            )
+
+    def check_state(params, h):
+        w = params.w_hh
+        if w.shape != (gh, hidden_size):
+            raise ValueError(
+                f"params.w_hh has shape {w.shape}, but a {cell_name} cell with "
+                f"hidden_size={hidden_size} expects {(gh, hidden_size)}."
+            )
+        if h.shape[-1:] != (hidden_size,):
+            raise ValueError(
+                f"state has hidden size {h.shape[-1] if h.ndim else 'scalar'} (shape {h.shape}), "
+                f"but the {cell_name} cell has hidden_size={hidden_size}."
+            )
+
+    return check_input, check_state
+
+
+def _linear_cell(
+    name: str,
+    num_gates: int,
+    hidden_size: int,
+    state_type,
+    update,
+    update_bwd,
+    bias_init: Callable[[int], Array],
+) -> Cell:
+    """A cell whose projections are the affine maps of :class:`CellParams`."""
+    check_input, check_state = _param_checkers(name, num_gates, hidden_size)
+
+    def init(key: Array, input_size: int, dtype=jnp.float32) -> CellParams:
+        input_size = check_positive_int(input_size, "input_size")
+        dtype = _check_float_dtype(dtype)
+        k_ih, k_hh = jax.random.split(key)
+        gh = num_gates * hidden_size
+        return CellParams(
+            w_ih=_lecun_normal(k_ih, (gh, input_size), dtype),
+            w_hh=_orthogonal_blocks(k_hh, num_gates, hidden_size, dtype),
+            b_ih=bias_init(hidden_size).astype(dtype),
+            b_hh=jnp.zeros((gh,), dtype),
+        )
+
+    def project(params: CellParams, xs: Array) -> Array:
+        check_input(params, xs)
+        return _matmul_t(xs, params.w_ih) + params.b_ih.astype(carry_dtype(params.w_ih.dtype))
+
+    def project_state(params: CellParams, state) -> Array:
+        check_state(params, state.h)
+        return _matmul_t(state.h, params.w_hh) + params.b_hh.astype(carry_dtype(params.w_hh.dtype))
+
+    def step(params: CellParams, state, x: Array):
+        return update(state, project(params, x), project_state(params, state))
+
+    return Cell(
+        hidden_size=hidden_size,
+        init=init,
+        initial_state=_make_initial_state(state_type, hidden_size),
+        step=step,
+        project=project,
+        project_state=project_state,
+        update=update,
+        update_bwd=update_bwd,
+        name=name,
+    )
+
+
+_ACTIVATIONS = {
+    # name: (f(a), f'(a) written in terms of f(a))
+    "tanh": (jnp.tanh, lambda y: 1.0 - y * y),
+    "relu": (jax.nn.relu, lambda y: (y > 0).astype(y.dtype)),
+}
+
+
+def elman(hidden_size: int, *, activation: str = "tanh") -> Cell:
+    r"""The Elman (simple) recurrent cell, as ``torch.nn.RNN``.
+
+    .. math::
+        h_t = f(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}), \qquad y_t = h_t
+
+    with :math:`f` = tanh or relu.
+
+    Default initialisers: ``w_ih`` LeCun normal (variance 1/input_size), ``w_hh``
+    orthogonal, biases zero.
+
+    Args:
+      hidden_size: H, the size of the state.
+      activation: ``"tanh"`` or ``"relu"``.
+
+    Returns:
+      A :class:`Cell` with :class:`CellParams` (``w_ih [H, I]``, ``w_hh [H, H]``,
+      ``b_ih [H]``, ``b_hh [H]``) and state :class:`HiddenState` (``h [*batch, H]``).
+
+    Raises:
+      ValueError: unknown ``activation`` or a ``hidden_size`` that is not a positive int.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn as jr
+      >>> cell = jr.elman(8, activation="relu")
+      >>> params = cell.init(jax.random.PRNGKey(0), input_size=3)
+      >>> state, y = cell.step(params, cell.initial_state((2,)), jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 8)
+    """
+    hidden_size = check_positive_int(hidden_size, "hidden_size")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}."
+        )
+    f, df = _ACTIVATIONS[activation]
+
+    def update(state: HiddenState, px: Array, rec: Array):
+        h = f(px + rec)
+        return HiddenState(h), h
+
+    def update_bwd(state, px, rec, d_new: HiddenState, d_y: Array):
+        h = f(px + rec)
+        da = (d_new.h + d_y) * df(h)
+        return HiddenState(jnp.zeros_like(state.h)), da, da
+
+    return _linear_cell(
+        f"elman({activation})", 1, hidden_size, HiddenState, update, update_bwd,
+        lambda h: jnp.zeros((h,), jnp.float32),
+    )
+
+
+def _lstm_update(state: LSTMState, px: Array, rec: Array):
+    i, f, g, o = jnp.split(px + rec, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * state.c + i * g
+    h = o * jnp.tanh(c)
+    return LSTMState(h, c), h
+
+
+def _lstm_update_bwd(state: LSTMState, px: Array, rec: Array, d_new: LSTMState, d_y: Array):
+    i, f, g, o = jnp.split(px + rec, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * state.c + i * g
+    tanh_c = jnp.tanh(c)
+    dh = d_new.h + d_y
+    dc = d_new.c + dh * o * (1.0 - tanh_c * tanh_c)
+    da = jnp.concatenate(
+        [
+            dc * g * i * (1.0 - i),
+            dc * state.c * f * (1.0 - f),
+            dc * i * (1.0 - g * g),
+            dh * tanh_c * o * (1.0 - o),
+        ],
+        axis=-1,
+    )
+    return LSTMState(jnp.zeros_like(state.h), dc * f), da, da
+
+
+def _forget_bias_init(forget_bias: float):
+    def bias_init(hidden_size: int) -> Array:
+        zeros = jnp.zeros((hidden_size,), jnp.float32)
+        return jnp.concatenate([zeros, zeros + forget_bias, zeros, zeros])
+
+    return bias_init
+
+
+def lstm(hidden_size: int, *, forget_bias: float = 1.0) -> Cell:
+    r"""The long short-term memory cell, as ``torch.nn.LSTM`` (gate order i, f, g, o).
+
+    .. math::
+        (a_i, a_f, a_g, a_o) &= W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh} \\
+        i, f, o &= \sigma(a_i), \sigma(a_f), \sigma(a_o), \qquad g = \tanh(a_g) \\
+        c_t &= f \odot c_{t-1} + i \odot g, \qquad h_t = o \odot \tanh(c_t), \qquad y_t = h_t
+
+    Default initialisers: ``w_ih`` LeCun normal, ``w_hh`` an orthogonal block per
+    gate, ``b_hh`` zero, ``b_ih`` zero except the forget block, set to
+    ``forget_bias`` (Jozefowicz et al., 2015: a forget bias of 1 helps gradients
+    flow early in training).
+
+    Args:
+      hidden_size: H.
+      forget_bias: initial value of the forget-gate block of ``b_ih``.
+
+    Returns:
+      A :class:`Cell` with :class:`CellParams` (``w_ih [4H, I]``, ``w_hh [4H, H]``,
+      ``b_ih [4H]``, ``b_hh [4H]``) and state :class:`LSTMState` (``h, c [*batch, H]``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn as jr
+      >>> cell = jr.lstm(16)
+      >>> params = cell.init(jax.random.PRNGKey(0), input_size=4)
+      >>> state, y = cell.step(params, cell.initial_state((3,)), jnp.ones((3, 4)))
+      >>> state.c.shape, y.shape
+      ((3, 16), (3, 16))
+
+    References:
+      Hochreiter & Schmidhuber, "Long short-term memory", 1997.
+      Jozefowicz, Zaremba & Sutskever, "An empirical exploration of recurrent
+      network architectures", ICML 2015.
+    """
+    hidden_size = check_positive_int(hidden_size, "hidden_size")
+    return _linear_cell(
+        "lstm", 4, hidden_size, LSTMState, _lstm_update, _lstm_update_bwd,
+        _forget_bias_init(float(forget_bias)),
+    )
+
+
+def _gru_update(state: HiddenState, px: Array, rec: Array):
+    xr, xz, xn = jnp.split(px, 3, axis=-1)
+    hr, hz, hn = jnp.split(rec, 3, axis=-1)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    h = (1.0 - z) * n + z * state.h
+    return HiddenState(h), h
+
+
+def _gru_update_bwd(state: HiddenState, px: Array, rec: Array, d_new: HiddenState, d_y: Array):
+    xr, xz, xn = jnp.split(px, 3, axis=-1)
+    hr, hz, hn = jnp.split(rec, 3, axis=-1)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    dh = d_new.h + d_y
+    dan = dh * (1.0 - z) * (1.0 - n * n)
+    daz = dh * (state.h - n) * z * (1.0 - z)
+    dar = dan * hn * r * (1.0 - r)
+    d_px = jnp.concatenate([dar, daz, dan], axis=-1)
+    d_rec = jnp.concatenate([dar, daz, dan * r], axis=-1)
+    return HiddenState(dh * z), d_px, d_rec
+
+
+def gru(hidden_size: int) -> Cell:
+    r"""The gated recurrent unit in its cuDNN / PyTorch form (gate order r, z, n).
+
+    The reset gate multiplies the recurrent projection *after* the matmul:
+
+    .. math::
+        r &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n &= \tanh(W_{in} x_t + b_{in} + r \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t &= (1 - z) \odot n + z \odot h_{t-1}, \qquad y_t = h_t
+
+    Default initialisers: ``w_ih`` LeCun normal, ``w_hh`` an orthogonal block per
+    gate, biases zero.
+
+    Args:
+      hidden_size: H.
+
+    Returns:
+      A :class:`Cell` with :class:`CellParams` (``w_ih [3H, I]``, ``w_hh [3H, H]``,
+      ``b_ih [3H]``, ``b_hh [3H]``) and state :class:`HiddenState` (``h [*batch, H]``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn as jr
+      >>> cell = jr.gru(8)
+      >>> params = cell.init(jax.random.PRNGKey(0), input_size=2)
+      >>> state, y = cell.step(params, cell.initial_state(), jnp.ones(2))
+      >>> y.shape
+      (8,)
+
+    References:
+      Cho et al., "Learning phrase representations using RNN encoder-decoder", 2014.
+    """
+    hidden_size = check_positive_int(hidden_size, "hidden_size")
+    return _linear_cell(
+        "gru", 3, hidden_size, HiddenState, _gru_update, _gru_update_bwd,
+        lambda h: jnp.zeros((3 * h,), jnp.float32),
+    )
+
+
+def _layer_norm(a: Array, scale: Array, eps: float) -> Array:
+    mean = jnp.mean(a, axis=-1, keepdims=True)
+    centred = a - mean
+    var = jnp.mean(centred * centred, axis=-1, keepdims=True)
+    return centred * jax.lax.rsqrt(var + eps) * scale
+
+
+def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 1e-5) -> Cell:
+    r"""An LSTM with layer normalisation of the input and recurrent projections.
+
+    .. math::
+        a &= \mathrm{LN}(W_{ih} x_t; \gamma_{ih}) + \mathrm{LN}(W_{hh} h_{t-1}; \gamma_{hh}) + b
+
+    followed by the gate equations of :func:`lstm`. Each ``LN`` normalises over all
+    ``4H`` gate pre-activations (mean 0, variance 1) and scales by its gain; the
+    shared bias ``b`` plays the role of the layer norms' offsets.
+
+    Default initialisers: ``w_ih`` LeCun normal, ``w_hh`` an orthogonal block per
+    gate, gains one, ``bias`` zero except the forget block (``forget_bias``).
+
+    The recurrent projection is not linear, so this cell's BPTT uses the
+    hand-written LSTM gate deltas with ``jax.vjp`` of the layer norm.
+
+    Args:
+      hidden_size: H.
+      forget_bias: initial value of the forget-gate block of ``bias``.
+      eps: the layer norms' variance epsilon.
+
+    Returns:
+      A :class:`Cell` with :class:`LayerNormLSTMParams` and state :class:`LSTMState`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn as jr
+      >>> cell = jr.layer_norm_lstm(8)
+      >>> params = cell.init(jax.random.PRNGKey(0), input_size=3)
+      >>> ys, final = jr.rnn(cell, params, jnp.ones((2, 5, 3)))
+      >>> ys.shape
+      (2, 5, 8)
+
+    References:
+      Ba, Kiros & Hinton, "Layer normalization", 2016.
+    """
+    hidden_size = check_positive_int(hidden_size, "hidden_size")
+    check_input, check_state = _param_checkers("layer_norm_lstm", 4, hidden_size)
+    bias_init = _forget_bias_init(float(forget_bias))
+
+    def init(key: Array, input_size: int, dtype=jnp.float32) -> LayerNormLSTMParams:
+        input_size = check_positive_int(input_size, "input_size")
+        dtype = _check_float_dtype(dtype)
+        k_ih, k_hh = jax.random.split(key)
+        ones = jnp.ones((4 * hidden_size,), dtype)
+        return LayerNormLSTMParams(
+            w_ih=_lecun_normal(k_ih, (4 * hidden_size, input_size), dtype),
+            w_hh=_orthogonal_blocks(k_hh, 4, hidden_size, dtype),
+            bias=bias_init(hidden_size).astype(dtype),
+            ln_ih_scale=ones,
+            ln_hh_scale=ones,
+        )
+
+    def project(params: LayerNormLSTMParams, xs: Array) -> Array:
+        check_input(params, xs)
+        ct = carry_dtype(params.w_ih.dtype)
+        normed = _layer_norm(_matmul_t(xs, params.w_ih), params.ln_ih_scale.astype(ct), eps)
+        return normed + params.bias.astype(ct)
+
+    def project_state(params: LayerNormLSTMParams, state: LSTMState) -> Array:
+        check_state(params, state.h)
+        ct = carry_dtype(params.w_hh.dtype)
+        return _layer_norm(_matmul_t(state.h, params.w_hh), params.ln_hh_scale.astype(ct), eps)
+
+    def step(params, state, x):
+        return _lstm_update(state, project(params, x), project_state(params, state))
+
+    return Cell(
+        hidden_size=hidden_size,
+        init=init,
+        initial_state=_make_initial_state(LSTMState, hidden_size),
+        step=step,
+        project=project,
+        project_state=project_state,
+        update=_lstm_update,
+        update_bwd=_lstm_update_bwd,
+        name="layer_norm_lstm",
+    )
+
+
+class ReadoutParams(NamedTuple):
+    """Parameters of :func:`readout`."""
+
+    weight: Array  # [O, H]
+    bias: Array  # [O]
+
+
+class Readout(NamedTuple):
+    """A per-step output layer ``o_t = g(V h_t + c)``; see :func:`readout`."""
+
+    output_size: int
+    init: Callable[..., ReadoutParams]
+    apply: Callable[..., Array]
+
+
+_READOUT_ACTIVATIONS = {
+    None: lambda a: a,
+    "identity": lambda a: a,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "relu": jax.nn.relu,
+    "softmax": lambda a: jax.nn.softmax(a, axis=-1),
+    "log_softmax": lambda a: jax.nn.log_softmax(a, axis=-1),
+}
+
+
+def readout(output_size: int, *, activation: Optional[str] = None) -> Readout:
+    r"""A readout layer applied to every step's output: :math:`o_t = g(V h_t + c)`.
+
+    It is not recurrent, so it runs after :func:`jaxrnn.rnn` on all steps at once
+    (one matmul) and is differentiated by JAX.
+
+    Default initialisers: ``V`` LeCun normal, ``c`` zero.
+
+    Args:
+      output_size: O.
+      activation: ``g``: ``None`` (identity), ``"tanh"``, ``"sigmoid"``, ``"relu"``,
+        ``"softmax"`` or ``"log_softmax"``.
+
+    Returns:
+      A :class:`Readout` with ``init(key, hidden_size, dtype=float32) -> ReadoutParams``
+      and ``apply(params, ys [..., H]) -> [..., O]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn as jr
+      >>> head = jr.readout(10, activation="log_softmax")
+      >>> p = head.init(jax.random.PRNGKey(0), hidden_size=32)
+      >>> head.apply(p, jnp.zeros((4, 7, 32))).shape
+      (4, 7, 10)
+    """
+    output_size = check_positive_int(output_size, "output_size")
+    if activation not in _READOUT_ACTIVATIONS:
+        names = sorted(k for k in _READOUT_ACTIVATIONS if k is not None)
+        raise ValueError(f"activation must be None or one of {names}, got {activation!r}.")
+    g = _READOUT_ACTIVATIONS[activation]
+
+    def init(key: Array, hidden_size: int, dtype=jnp.float32) -> ReadoutParams:
+        hidden_size = check_positive_int(hidden_size, "hidden_size")
+        dtype = _check_float_dtype(dtype)
+        return ReadoutParams(
+            weight=_lecun_normal(key, (output_size, hidden_size), dtype),
+            bias=jnp.zeros((output_size,), dtype),
+        )
+
+    def apply(params: ReadoutParams, ys: Array) -> Array:
+        if ys.shape[-1:] != params.weight.shape[1:]:
+            raise ValueError(
+                f"ys have size {ys.shape[-1] if ys.ndim else 'scalar'} on their last axis "
+                f"(shape {ys.shape}), but the readout expects {params.weight.shape[1]} "
+                f"(params.weight has shape {params.weight.shape})."
+            )
+        a = _matmul_t(ys, params.weight) + params.bias.astype(carry_dtype(params.weight.dtype))
+        return g(a)
+
+    return Readout(output_size=output_size, init=init, apply=apply)
