@@ -12,6 +12,11 @@ from jaxrnn._cells import gru as gru
 from jaxrnn._cells import layer_norm_lstm as layer_norm_lstm
 from jaxrnn._cells import lstm as lstm
 from jaxrnn._cells import readout as readout
+from jaxrnn._models import GRU as GRU
+from jaxrnn._models import LSTM as LSTM
+from jaxrnn._models import RNN as RNN
+from jaxrnn._models import Bidirectional as Bidirectional
+from jaxrnn._models import StackedRNN as StackedRNN
 from jaxrnn._runner import check_bptt as check_bptt
 from jaxrnn._runner import default_unroll as default_unroll
 from jaxrnn._runner import rnn as rnn
