@@ -69,8 +69,8 @@ def _masks(lengths, num_steps: int):
     """``[T, *batch]`` bool: step t is inside each sequence's length; None without lengths."""
     if lengths is None:
         return None
-    t = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
-    return t < lengths
+    t = jnp.arange(num_steps, dtype=lengths.dtype).reshape((num_steps,) + (1,) * lengths.ndim)
+    return t < lengths[None]
 
 
 def forward_scan(cell, cfg: ScanConfig, params, state, xs, lengths, *, save: bool = False, stop_gradients: bool = False):

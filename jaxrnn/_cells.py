@@ -105,7 +105,7 @@ def carry_dtype(dtype) -> jnp.dtype:
 
     float64 stays float64; float32, bfloat16 and float16 carry in float32.
     """
-    return jnp.promote_types(jnp.dtype(dtype), jnp.float32)
+    return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
 
 
 def _matmul_t(a: Array, w: Array) -> Array:
@@ -117,6 +117,17 @@ def _matmul_t(a: Array, w: Array) -> Array:
         (((a.ndim - 1,), (1,)), ((), ())),
         preferred_element_type=out_dtype,
     )
+
+
+def _affine(a: Array, w: Array, b: Array) -> Array:
+    """``a @ w.T + b`` in ``w``'s dtype, accumulated in the carry dtype; ``b`` is ``[out]``."""
+    out = _matmul_t(a, w)
+    return out + _expand(b.astype(out.dtype), out.ndim)
+
+
+def _expand(v: Array, ndim: int) -> Array:
+    """A vector over the last axis, reshaped to rank ``ndim`` (rank promotion made explicit)."""
+    return v.reshape((1,) * (ndim - 1) + v.shape)
 
 
 def _orthogonal_blocks(key: Array, num_gates: int, hidden_size: int, dtype) -> Array:
@@ -219,11 +230,11 @@ def _linear_cell(
 
     def project(params: CellParams, xs: Array) -> Array:
         check_input(params, xs)
-        return _matmul_t(xs, params.w_ih) + params.b_ih.astype(carry_dtype(params.w_ih.dtype))
+        return _affine(xs, params.w_ih, params.b_ih)
 
     def project_state(params: CellParams, state) -> Array:
         check_state(params, state.h)
-        return _matmul_t(state.h, params.w_hh) + params.b_hh.astype(carry_dtype(params.w_hh.dtype))
+        return _affine(state.h, params.w_hh, params.b_hh)
 
     def step(params: CellParams, state, x: Array):
         return update(state, project(params, x), project_state(params, state))
@@ -444,7 +455,7 @@ def _layer_norm(a: Array, scale: Array, eps: float) -> Array:
     mean = jnp.mean(a, axis=-1, keepdims=True)
     centred = a - mean
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
-    return centred * jax.lax.rsqrt(var + eps) * scale
+    return centred * jax.lax.rsqrt(var + eps) * _expand(scale.astype(a.dtype), a.ndim)
 
 
 def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 1e-5) -> Cell:
@@ -501,14 +512,12 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
 
     def project(params: LayerNormLSTMParams, xs: Array) -> Array:
         check_input(params, xs)
-        ct = carry_dtype(params.w_ih.dtype)
-        normed = _layer_norm(_matmul_t(xs, params.w_ih), params.ln_ih_scale.astype(ct), eps)
-        return normed + params.bias.astype(ct)
+        normed = _layer_norm(_matmul_t(xs, params.w_ih), params.ln_ih_scale, eps)
+        return normed + _expand(params.bias.astype(normed.dtype), normed.ndim)
 
     def project_state(params: LayerNormLSTMParams, state: LSTMState) -> Array:
         check_state(params, state.h)
-        ct = carry_dtype(params.w_hh.dtype)
-        return _layer_norm(_matmul_t(state.h, params.w_hh), params.ln_hh_scale.astype(ct), eps)
+        return _layer_norm(_matmul_t(state.h, params.w_hh), params.ln_hh_scale, eps)
 
     def step(params, state, x):
         return _lstm_update(state, project(params, x), project_state(params, state))
@@ -597,7 +606,6 @@ def readout(output_size: int, *, activation: Optional[str] = None) -> Readout:
                 f"(shape {ys.shape}), but the readout expects {params.weight.shape[1]} "
                 f"(params.weight has shape {params.weight.shape})."
             )
-        a = _matmul_t(ys, params.weight) + params.bias.astype(carry_dtype(params.weight.dtype))
-        return g(a)
+        return g(_affine(ys, params.weight, params.bias))
 
     return Readout(output_size=output_size, init=init, apply=apply)

@@ -65,7 +65,7 @@ def _check_params_dtype(params, xs_dtype):
             f"xs has dtype {xs_dtype} but params have dtype {param_dtype}: float64 cannot be mixed "
             f"with lower precisions; cast xs or params (jax.tree_util.tree_map(lambda a: a.astype(...), params))."
         )
-    return carry_dtype(jnp.promote_types(param_dtype, xs_dtype))
+    return carry_dtype(xs_dtype)
 
 
 def _check_state(cell, state, batch_shape, dtype):
@@ -138,7 +138,8 @@ def reverse_within(xs, lengths):
     if lengths is None:
         return tree_map(lambda a: jnp.flip(a, axis=0), xs)
     num_steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    t = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
+    t = jnp.arange(num_steps, dtype=lengths.dtype).reshape((num_steps,) + (1,) * lengths.ndim)
+    lengths = lengths[None]
     index = jnp.where(t < lengths, lengths - 1 - t, t)
 
     def gather(a):
