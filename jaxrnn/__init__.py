@@ -20,5 +20,7 @@ from jaxrnn._models import StackedRNN as StackedRNN
 from jaxrnn._runner import check_bptt as check_bptt
 from jaxrnn._runner import default_unroll as default_unroll
 from jaxrnn._runner import rnn as rnn
+from jaxrnn._torch import from_torch as from_torch
+from jaxrnn._torch import to_torch as to_torch
 
 __version__ = "0.1.0"
