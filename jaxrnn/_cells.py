@@ -177,7 +177,7 @@ def _param_checkers(cell_name: str, num_gates: int, hidden_size: int):
         w = params.w_ih
         if w.ndim != 2 or w.shape[0] != gh:
             raise ValueError(
-                f"params.w_ih has shape {w.shape}, but a {cell_name} cell with "
+                f"params.w_ih has shape {w.shape}, but the {cell_name} cell with "
                 f"hidden_size={hidden_size} expects ({gh}, input_size). Were these params "
                 f"made by another cell?"
             )
@@ -192,7 +192,7 @@ def _param_checkers(cell_name: str, num_gates: int, hidden_size: int):
         w = params.w_hh
         if w.shape != (gh, hidden_size):
             raise ValueError(
-                f"params.w_hh has shape {w.shape}, but a {cell_name} cell with "
+                f"params.w_hh has shape {w.shape}, but the {cell_name} cell with "
                 f"hidden_size={hidden_size} expects {(gh, hidden_size)}."
             )
         if h.shape[-1:] != (hidden_size,):
