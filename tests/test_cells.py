@@ -1,0 +1,114 @@
+"""Each cell's step against its textbook equations written in NumPy, and its initialisers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import CELLS, assert_trees_close
+
+import jaxrnn as jr
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def numpy_step(name, p, h, c, x):
+    """The equations of each cell's docstring, in NumPy (PyTorch gate order)."""
+    p = jax.tree_util.tree_map(np.asarray, p)
+    if name.startswith("elman"):
+        a = x @ p.w_ih.T + p.b_ih + h @ p.w_hh.T + p.b_hh
+        h = np.tanh(a) if name == "elman_tanh" else np.maximum(a, 0.0)
+        return h, None
+    if name == "lstm":
+        i, f, g, o = np.split(x @ p.w_ih.T + p.b_ih + h @ p.w_hh.T + p.b_hh, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        return sigmoid(o) * np.tanh(c), c
+    if name == "gru":
+        xr, xz, xn = np.split(x @ p.w_ih.T + p.b_ih, 3, axis=-1)
+        hr, hz, hn = np.split(h @ p.w_hh.T + p.b_hh, 3, axis=-1)
+        r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+        n = np.tanh(xn + r * hn)
+        return (1 - z) * n + z * h, None
+    if name == "layer_norm_lstm":
+
+        def ln(a, g):
+            return (a - a.mean(-1, keepdims=True)) / np.sqrt(a.var(-1, keepdims=True) + 1e-5) * g
+
+        a = ln(x @ p.w_ih.T, p.ln_ih_scale) + ln(h @ p.w_hh.T, p.ln_hh_scale) + p.bias
+        i, f, g, o = np.split(a, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        return sigmoid(o) * np.tanh(c), c
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_step_matches_numpy_equations(name):
+    cell = CELLS[name](6)
+    keys = jax.random.split(jax.random.PRNGKey(0), 6)
+    params = cell.init(keys[0], 4, dtype=jnp.float64)
+    # Random biases and gains, so that every parameter takes part in the check.
+    params = params._replace(**{
+        f: jax.random.normal(k, getattr(params, f).shape, jnp.float64)
+        for f, k in zip([f for f in params._fields if not f.startswith("w_")], keys[1:])
+    })
+    x = np.asarray(jax.random.normal(keys[4], (3, 4), jnp.float64))
+    h = np.asarray(jax.random.normal(keys[5], (3, 6), jnp.float64))
+    c = -0.5 * h
+    state = jr.LSTMState(jnp.asarray(h), jnp.asarray(c)) if hasattr(cell.initial_state(), "c") else jr.HiddenState(jnp.asarray(h))
+    new_state, y = cell.step(params, state, jnp.asarray(x))
+    want_h, want_c = numpy_step(name, params, h, c, x)
+    np.testing.assert_allclose(np.asarray(y), want_h, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(new_state.h), want_h, rtol=1e-12)
+    if want_c is not None:
+        np.testing.assert_allclose(np.asarray(new_state.c), want_c, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "elman_tanh"])
+def test_step_accepts_any_leading_batch_shape(name):
+    cell = CELLS[name](4)
+    params = cell.init(jax.random.PRNGKey(0), 3, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 3), jnp.float64)
+    state = jax.tree_util.tree_map(lambda a: a + 0.2, cell.initial_state((2, 5), dtype=jnp.float64))
+    got = cell.step(params, state, x)
+    want = jax.vmap(jax.vmap(lambda s, xi: cell.step(params, s, xi)))(state, x)
+    assert_trees_close(got, want, rtol=1e-14)
+    one = cell.step(params, jax.tree_util.tree_map(lambda a: a[1, 2], state), x[1, 2])
+    assert_trees_close(one, jax.tree_util.tree_map(lambda a: a[1, 2], got), rtol=1e-14)
+
+
+@pytest.mark.parametrize("name, gates", [("elman_tanh", 1), ("lstm", 4), ("gru", 3), ("layer_norm_lstm", 4)])
+def test_default_initialisers(name, gates):
+    h, i = 8, 5
+    cell = CELLS[name](h)
+    params = cell.init(jax.random.PRNGKey(0), i)
+    assert params.w_ih.shape == (gates * h, i) and params.w_hh.shape == (gates * h, h)
+    assert all(leaf.dtype == jnp.float32 for leaf in params)
+    for block in np.split(np.asarray(params.w_hh, np.float64), gates):
+        np.testing.assert_allclose(block @ block.T, np.eye(h), atol=1e-5)  # orthogonal per gate
+    w_ih = np.asarray(params.w_ih)
+    assert 0.5 / i < w_ih.var() < 2.0 / i  # LeCun normal: variance 1 / input_size
+    bias = np.asarray(params.b_ih if hasattr(params, "b_ih") else params.bias)
+    want = np.zeros(gates * h)
+    if gates == 4:
+        want[h : 2 * h] = 1.0  # forget gate
+    np.testing.assert_array_equal(bias, want)
+
+
+def test_forget_bias_is_configurable_and_initial_state_is_zero():
+    cell = jr.lstm(3, forget_bias=2.5)
+    params = cell.init(jax.random.PRNGKey(0), 2, dtype=jnp.float64)
+    np.testing.assert_array_equal(np.asarray(params.b_ih), [0, 0, 0, 2.5, 2.5, 2.5, 0, 0, 0, 0, 0, 0])
+    state = cell.initial_state((2, 4), dtype=jnp.float64)
+    assert isinstance(state, jr.LSTMState) and state.h.shape == state.c.shape == (2, 4, 3)
+    assert float(jnp.abs(state.h).max()) == 0.0 and state.c.dtype == jnp.float64
+
+
+def test_init_is_deterministic_in_the_key_and_keeps_dtype():
+    cell = jr.gru(4)
+    a = cell.init(jax.random.PRNGKey(7), 3, dtype=jnp.bfloat16)
+    b = cell.init(jax.random.PRNGKey(7), 3, dtype=jnp.bfloat16)
+    c = cell.init(jax.random.PRNGKey(8), 3, dtype=jnp.bfloat16)
+    assert all(leaf.dtype == jnp.bfloat16 for leaf in a)
+    assert_trees_close(a, b, rtol=0.0)
+    assert float(jnp.abs(a.w_ih.astype(jnp.float32) - c.w_ih.astype(jnp.float32)).max()) > 0.0
