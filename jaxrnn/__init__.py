@@ -24,3 +24,28 @@ from jaxrnn._torch import from_torch as from_torch
 from jaxrnn._torch import to_torch as to_torch
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Bidirectional",
+    "Cell",
+    "CellParams",
+    "GRU",
+    "HiddenState",
+    "LSTM",
+    "LSTMState",
+    "LayerNormLSTMParams",
+    "RNN",
+    "Readout",
+    "ReadoutParams",
+    "StackedRNN",
+    "check_bptt",
+    "default_unroll",
+    "elman",
+    "from_torch",
+    "gru",
+    "layer_norm_lstm",
+    "lstm",
+    "readout",
+    "rnn",
+    "to_torch",
+]

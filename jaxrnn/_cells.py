@@ -88,13 +88,13 @@ class LayerNormLSTMParams(NamedTuple):
 
 
 class HiddenState(NamedTuple):
-    """State of the Elman and GRU cells."""
+    """State of the Elman and GRU cells: the hidden state ``h [*batch, H]``, also the output."""
 
     h: Array  # [*batch, H] hidden state
 
 
 class LSTMState(NamedTuple):
-    """State of the LSTM cells."""
+    """State of the LSTM cells: hidden state ``h [*batch, H]`` (the output) and cell state ``c [*batch, H]``."""
 
     h: Array  # [*batch, H] hidden state (the output)
     c: Array  # [*batch, H] cell state
@@ -536,7 +536,7 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
 
 
 class ReadoutParams(NamedTuple):
-    """Parameters of :func:`readout`."""
+    """Parameters of :func:`readout`: ``weight [O, H]`` (V) and ``bias [O]`` (c)."""
 
     weight: Array  # [O, H]
     bias: Array  # [O]
