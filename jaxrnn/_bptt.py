@@ -7,16 +7,18 @@ Hand-written BPTT (``grad="bptt"``) is a ``jax.custom_vjp``:
 
 - forward: one ``lax.scan``; the input projection of all steps is one matmul before
   it; the scan saves the state entering each step (and, with
-  ``residuals="gates"``, the recurrent projection of each step);
+  ``residuals="gates"``, the input and recurrent projections of each step);
 - backward: one reverse ``lax.scan`` whose body takes the cell's gate deltas
   (``update_bwd``, written by hand for the built-in cells) and carries the state
   cotangent back through the recurrent weights; the weight gradients are then
   two large matmuls over all ``T * batch`` rows, as are the input gradients.
 
-``residuals="states"`` saves only the states and recomputes the input projection
-and the recurrent projections of all steps as two large matmuls before the
-reverse loop; ``residuals="gates"`` saves the recurrent projections instead of
-recomputing them: ``G*H`` more floats per step and example, one matmul fewer.
+``residuals="gates"`` (the default) keeps the input projections and the
+recurrent projections of all steps from the forward pass: ``2*G*H`` floats per
+step and example on top of the states. ``residuals="states"`` keeps only the
+states and recomputes both projections of each step inside the reverse loop: two
+more small matmuls per step in the sequential loop, no ``[T, B, G*H]`` buffers
+but the gate deltas. Measured in ``benchmarks/NOTES.md``.
 """
 
 from __future__ import annotations
@@ -164,24 +166,25 @@ def _bptt_bwd(cell, cfg, res, cotangents):
     if not is_structured(cell):
         return _generic_bwd(cell, params, xs, lengths, states_prev, d_ys, d_final, masks, steps, carry_back, cfg)
 
-    if px is None:
-        px = cell.project(params, xs)
-    if rec is None:
-        rec = cell.project_state(params, states_prev)
     update_bwd = _update_bwd(cell)
+    recompute = cfg.residuals == "states"
 
     def body(d_state, inp):
-        t, s_prev, px_t, rec_t, dy_t, mask_t = inp
+        t, s_prev, px_or_x, saved_rec, dy_t, mask_t = inp
+        rec_t, rec_vjp = jax.vjp(lambda s: cell.project_state(params, s), s_prev)
+        if recompute:
+            px_t = cell.project(params, px_or_x)
+        else:
+            px_t, rec_t = px_or_x, saved_rec
         # Zero cotangents on padded rows make their deltas zero (the reverse is linear in them).
         d_state_in = _zero_where_masked(mask_t, d_state)
         dy_t = _zero_where_masked(mask_t, dy_t)
         d_direct, d_px_t, d_rec_t = update_bwd(s_prev, px_t, rec_t, d_state_in, dy_t)
-        _, rec_vjp = jax.vjp(lambda s: cell.project_state(params, s), s_prev)
         (d_via_rec,) = rec_vjp(d_rec_t)
         d_prev = tree_map(jnp.add, d_direct, d_via_rec)
         return carry_back(d_prev, d_state, t, mask_t), (d_px_t, d_rec_t)
 
-    inputs = (steps, states_prev, px, rec, d_ys, masks)
+    inputs = (steps, states_prev, xs if recompute else px, rec, d_ys, masks)
     d_state0, (d_px, d_rec) = lax.scan(body, d_final, inputs, reverse=True, unroll=cfg.unroll)
 
     # The weight gradients and input gradients: one large matmul each, over all steps.

@@ -119,7 +119,7 @@ class StackedRNN:
         grad: str = "bptt",
         truncate: Optional[int] = None,
         unroll: Optional[int] = None,
-        residuals: str = "states",
+        residuals: str = "gates",
     ) -> tuple:
         """Run the stack.
 

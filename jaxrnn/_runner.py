@@ -165,7 +165,7 @@ def rnn(
     grad: str = "bptt",
     truncate: Optional[int] = None,
     unroll: Optional[int] = None,
-    residuals: str = "states",
+    residuals: str = "gates",
 ) -> tuple[Any, Any]:
     r"""Run ``cell`` over a batch of sequences.
 
@@ -199,10 +199,11 @@ def rnn(
         ``truncate`` steps (counted from the first step processed), so it flows
         back at most ``truncate`` steps.
       unroll: ``lax.scan`` unroll; default :func:`default_unroll` for the backend.
-      residuals: what ``grad="bptt"`` saves: ``"states"`` (the state entering each
-        step; projections recomputed as two large matmuls in the backward pass) or
-        ``"gates"`` (also the recurrent projection of each step: ``G*H`` more floats
-        per step and example, one matmul fewer). See ``benchmarks/NOTES.md``.
+      residuals: what ``grad="bptt"`` keeps for the backward pass: ``"gates"``
+        (default; the input and recurrent projections of every step, ``2*G*H``
+        floats per step and example on top of the states) or ``"states"`` (only
+        the states; both projections recomputed per step in the reverse loop:
+        less memory, more time). Measured in ``benchmarks/NOTES.md``.
 
     Returns:
       ``(ys, final_state)``: ``ys [B, T, H]`` (``[T, B, H]`` time-major, ``[T, H]``
@@ -258,7 +259,7 @@ def check_bptt(
     reverse: bool = False,
     time_major: bool = False,
     truncate: Optional[int] = None,
-    residuals: str = "states",
+    residuals: str = "gates",
     rtol: Optional[float] = None,
     seed: int = 0,
 ) -> float:

@@ -66,7 +66,7 @@ class Recurrent(nnx.Module):
         grad: str = "bptt",
         truncate: Optional[int] = None,
         unroll: Optional[int] = None,
-        residuals: str = "states",
+        residuals: str = "gates",
     ) -> tuple:
         """Run the stack on ``xs``.
 
@@ -118,7 +118,7 @@ class LinenRecurrent(nn.Module):
     grad: str = "bptt"
     truncate: Optional[int] = None
     unroll: Optional[int] = None
-    residuals: str = "states"
+    residuals: str = "gates"
     param_dtype: Any = jnp.float32
 
     @nn.compact
