@@ -75,10 +75,7 @@ def _check_params_dtype(params, xs_dtype):
 def _check_state(cell, state, batch_shape, dtype):
     expected = jax.eval_shape(lambda: cell.initial_state(batch_shape, dtype=dtype))
     exp_leaves, exp_def = jax.tree_util.tree_flatten(expected)
-    try:
-        leaves, treedef = jax.tree_util.tree_flatten(state)
-    except Exception as e:  # pragma: no cover - tree_flatten accepts any object
-        raise TypeError(f"state must be a pytree, got {type(state).__name__}.") from e
+    leaves, treedef = jax.tree_util.tree_flatten(state)
     if treedef != exp_def:
         raise ValueError(
             f"state does not match the cell: expected a pytree of structure {exp_def}, got {treedef}. "

@@ -4,8 +4,8 @@ The wrappers hold the model's parameters in flax's containers and call
 :meth:`jaxrnn.StackedRNN.apply`, so a flax model gets jaxrnn's hand-written BPTT
 (or, with ``grad="autodiff"``, the plain scan) and the same outputs as the pure
 functions for the same parameters. Import this submodule explicitly
-(``import jaxrnn.flax``); it is written against flax 0.12 (``nnx.data``,
-``nnx.as_pure``).
+(``import jaxrnn.flax``). Works with flax 0.10.7 (the last release for Python
+3.10) and newer.
 """
 
 from __future__ import annotations
@@ -18,6 +18,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxrnn._models import StackedRNN
+
+
+# flax >= 0.11.2 wants pytrees of Variables held by a Module marked as data;
+# older flax has no marker and needs none.
+_as_data = getattr(nnx, "data", lambda tree: tree)
+
+
+def _values(tree):
+    """The arrays inside a pytree of ``nnx.Param``."""
+    return jax.tree.map(lambda v: v[...], tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 class Recurrent(nnx.Module):
@@ -54,7 +64,7 @@ class Recurrent(nnx.Module):
     def __init__(self, model: StackedRNN, *, rngs: nnx.Rngs, param_dtype: Any = jnp.float32):
         self.model = model
         params = model.init(rngs.params(), param_dtype)
-        self.params = nnx.data(jax.tree.map(nnx.Param, params))
+        self.params = _as_data(jax.tree.map(nnx.Param, params))
 
     def __call__(
         self,
@@ -84,7 +94,7 @@ class Recurrent(nnx.Module):
         """
         key = None if rngs is None else rngs.dropout()
         return self.model.apply(
-            nnx.as_pure(self.params), xs, lengths, key, state=state, grad=grad,
+            _values(self.params), xs, lengths, key, state=state, grad=grad,
             truncate=truncate, unroll=unroll, residuals=residuals,
         )
 

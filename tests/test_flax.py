@@ -30,6 +30,10 @@ def _random_state(model, seed=1):
     return jax.tree.unflatten(treedef, [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves)])
 
 
+def _is_variable(x):
+    return isinstance(x, nnx.Variable)
+
+
 class _NNX:
     """The nnx wrapper as a pure ``run(variables, xs, ...)`` of its ``nnx.State``."""
 
@@ -37,7 +41,7 @@ class _NNX:
         self.graphdef, self.variables = nnx.split(jrf.Recurrent(model, rngs=nnx.Rngs(seed)))
 
     def raw_params(self, variables):
-        return nnx.as_pure(nnx.merge(self.graphdef, variables).params)
+        return jax.tree.map(lambda v: v[...], nnx.merge(self.graphdef, variables).params, is_leaf=_is_variable)
 
     def run(self, variables, xs, lengths=None, state=None, dropout_key=None, *, grad="bptt"):
         layer = nnx.merge(self.graphdef, variables)
@@ -151,22 +155,29 @@ class _NNXTagger(nnx.Module):
 
 
 def _train_nnx():
-    tagger = _NNXTagger(nnx.Rngs(0))
-    optimizer = nnx.Optimizer(tagger, optax.adam(3e-2), wrt=nnx.Param)
-    rngs = nnx.Rngs(dropout=5)
+    # The functional nnx pattern (split, optax, merge) works on every flax version we support.
+    graphdef, params, rest = nnx.split(_NNXTagger(nnx.Rngs(0)), nnx.Param, ...)
+    tx = optax.adam(3e-2)
+    opt_state = tx.init(params)
 
-    @nnx.jit
-    def step(tagger, optimizer, rngs):
-        loss, grads = nnx.value_and_grad(lambda m, rngs: _mse(m(TOKENS, LENGTHS, rngs)))(tagger, rngs)
+    @jax.jit
+    def step(params, opt_state, key):
+        def loss(p):
+            return _mse(nnx.merge(graphdef, p, rest)(TOKENS, LENGTHS, nnx.Rngs(dropout=key)))
+
+        value, grads = jax.value_and_grad(loss)(params)
         with _optax_promotion():
-            optimizer.update(tagger, grads)
-        return loss
+            updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
 
-    evaluate = nnx.jit(lambda m: _mse(m(TOKENS, LENGTHS)))
-    before = evaluate(tagger)
-    losses = [step(tagger, optimizer, rngs) for _ in range(STEPS)]
+    evaluate = jax.jit(lambda p: _mse(nnx.merge(graphdef, p, rest)(TOKENS, LENGTHS)))
+    before = evaluate(params)
+    losses = []
+    for i in range(STEPS):
+        params, opt_state, value = step(params, opt_state, jax.random.key(5 + i))
+        losses.append(value)
     assert np.all(np.isfinite(losses))
-    return before, evaluate(tagger)
+    return before, evaluate(params)
 
 
 class _LinenTagger(nn.Module):
