@@ -204,6 +204,25 @@ def _param_checkers(cell_name: str, num_gates: int, hidden_size: int):
     return check_input, check_state
 
 
+def _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd) -> Cell:
+    """A :class:`Cell` whose ``step`` is ``update(state, project(x), project_state(state))``."""
+
+    def step(params, state, x: Array):
+        return update(state, project(params, x), project_state(params, state))
+
+    return Cell(
+        hidden_size=hidden_size,
+        init=init,
+        initial_state=_make_initial_state(state_type, hidden_size),
+        step=step,
+        project=project,
+        project_state=project_state,
+        update=update,
+        update_bwd=update_bwd,
+        name=name,
+    )
+
+
 def _linear_cell(
     name: str,
     num_gates: int,
@@ -236,20 +255,7 @@ def _linear_cell(
         check_state(params, state.h)
         return _affine(state.h, params.w_hh, params.b_hh)
 
-    def step(params: CellParams, state, x: Array):
-        return update(state, project(params, x), project_state(params, state))
-
-    return Cell(
-        hidden_size=hidden_size,
-        init=init,
-        initial_state=_make_initial_state(state_type, hidden_size),
-        step=step,
-        project=project,
-        project_state=project_state,
-        update=update,
-        update_bwd=update_bwd,
-        name=name,
-    )
+    return _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd)
 
 
 _ACTIVATIONS = {
@@ -519,19 +525,8 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
         check_state(params, state.h)
         return _layer_norm(_matmul_t(state.h, params.w_hh), params.ln_hh_scale, eps)
 
-    def step(params, state, x):
-        return _lstm_update(state, project(params, x), project_state(params, state))
-
-    return Cell(
-        hidden_size=hidden_size,
-        init=init,
-        initial_state=_make_initial_state(LSTMState, hidden_size),
-        step=step,
-        project=project,
-        project_state=project_state,
-        update=_lstm_update,
-        update_bwd=_lstm_update_bwd,
-        name="layer_norm_lstm",
+    return _split_cell(
+        "layer_norm_lstm", hidden_size, LSTMState, init, project, project_state, _lstm_update, _lstm_update_bwd
     )
 
 
