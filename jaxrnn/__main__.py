@@ -1,6 +1,9 @@
-"""``jaxrnn`` / ``python -m jaxrnn``: a short demo that trains a small model.
+"""The ``jaxrnn`` command (also ``python -m jaxrnn``).
 
-It trains a recurrent network on the adding problem (two marked values among T
+- ``jaxrnn`` or ``jaxrnn demo``: a short demo that trains a small model;
+- ``jaxrnn bench``: the benchmark suite (:mod:`jaxrnn._bench`).
+
+The demo trains a recurrent network on the adding problem (two marked values among T
 random ones; the target is their sum) with Optax and the hand-written BPTT, and
 prints the loss as it falls. The MSE of always predicting the mean is about 0.167.
 """
@@ -8,6 +11,7 @@ prints the loss as it falls. The MSE of always predicting the mean is about 0.16
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 import time
 
@@ -70,19 +74,83 @@ def train(cell: str = "lstm", *, steps: int = 400, length: int = 30, hidden: int
     return history
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="jaxrnn", description="Train a small recurrent network on the adding problem and print its loss."
-    )
+def _comma_list(choices):
+    def parse(text):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices)}, got {text!r}")
+        return items
+
+    return parse
+
+
+def _parsed(parse):
+    def wrapped(text):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return wrapped
+
+
+def _add_demo_options(parser):
     parser.add_argument("--cell", choices=sorted(CELLS), default="lstm", help="recurrent cell (default lstm)")
     parser.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
     parser.add_argument("--length", type=int, default=50, help="sequence length T (default 50)")
     parser.add_argument("--hidden", type=int, default=32, help="hidden units (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    args = parser.parse_args(argv)
+
+
+def _add_bench_options(parser):
+    from jaxrnn import _bench  # heavy imports (flax, peers) only for this command
+
+    impls = list(_bench.ALL_IMPLS)
+    parser.add_argument("--cells", type=_comma_list(list(_bench.CELLS)), default=list(_bench.CELLS),
+                        help="cells to measure (default lstm,gru,elman)")
+    parser.add_argument("--shapes", type=_parsed(_bench.parse_shapes), default=None,
+                        help="table rows BxTxH, comma-separated (default per backend)")
+    parser.add_argument("--sweep", type=_parsed(_bench.parse_sweep), default=None,
+                        help="sequence-length sweep BATCHxHIDDEN:T1,T2,... (default per backend)")
+    parser.add_argument("--impls", type=_comma_list(impls), default=None,
+                        help=f"implementations (default: all available; {', '.join(impls)}); "
+                             "jaxrnn-autodiff always runs as the correctness reference")
+    parser.add_argument("--backend", choices=["cpu", "gpu", "tpu"], default=None,
+                        help="device to run on (default: JAX's default backend)")
+    parser.add_argument("--precision", choices=["default", "highest"], default="default",
+                        help="float32 matmul precision: backend default (TF32 on NVIDIA GPUs) or full")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test in about a minute on 2 CPU cores")
+    parser.add_argument("--out", type=pathlib.Path, default=None,
+                        help="folder for bench.json, bench.md and plots (default ./bench-BACKEND-DATE)")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="jaxrnn",
+        description="jaxrnn: recurrent networks in JAX. Without a command, runs the demo.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser("demo", help="train a small network on the adding problem and print its loss (default)",
+                               description="Train a small recurrent network on the adding problem and print its loss.")
+    _add_demo_options(demo)
+    bench = commands.add_parser("bench", help="throughput and memory against flax, cuDNN and PyTorch",
+                                description="Time jaxrnn against its peers on the same weights and inputs; "
+                                            "writes JSON, a markdown table and plots.")
+    if argv[:1] == ["bench"]:
+        _add_bench_options(bench)
+    args = parser.parse_args(argv or ["demo"])
+    if args.command == "bench":
+        from jaxrnn import _bench
+
+        if args.repeats is not None and args.repeats < 1:
+            bench.error(f"--repeats must be at least 1, got {args.repeats}")
+        return _bench.main(args)
     for name in ("steps", "length", "hidden"):
         if getattr(args, name) < (2 if name == "length" else 1):
-            parser.error(f"--{name} must be at least {2 if name == 'length' else 1}, got {getattr(args, name)}")
+            demo.error(f"--{name} must be at least {2 if name == 'length' else 1}, got {getattr(args, name)}")
     train(args.cell, steps=args.steps, length=args.length, hidden=args.hidden, seed=args.seed,
           log_every=max(1, args.steps // 8))
     return 0

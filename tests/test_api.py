@@ -104,6 +104,6 @@ def test_demo_rejects_bad_numbers(capsys):
     from jaxrnn.__main__ import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["--steps", "0"])
+        main(["demo", "--steps", "0"])
     assert exit_info.value.code == 2
     assert "--steps must be at least 1, got 0" in capsys.readouterr().err
