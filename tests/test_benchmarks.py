@@ -1,4 +1,4 @@
-"""The benchmark scripts run (smoke tests; no test asserts a timing)."""
+"""The benchmark suite runs and reports honestly (smoke tests; no test asserts a timing)."""
 
 import json
 import os
@@ -6,18 +6,95 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+from jaxrnn import _bench
+from jaxrnn.__main__ import main
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_core_choices_quick_writes_every_row(tmp_path):
+def _run(args, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.core_choices", "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=ROOT,
-    )
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_bench_quick_checks_every_implementation_and_writes_reports(tmp_path):
+    out = tmp_path / "bench"
+    result = _run(["-m", "jaxrnn", "bench", "--quick", "--out", str(out)], tmp_path)
+    data = json.loads((out / "bench.json").read_text())
+    impls = {r["impl"] for r in data["rows"]}
+    assert {"jaxrnn-bptt", "jaxrnn-autodiff", "flax-OptimizedLSTMCell", "flax-GRUCell", "flax-SimpleCell"} <= impls
+    try:
+        import torch  # noqa: F401
+
+        assert "torch" in impls
+    except ImportError:
+        assert data["torch"]["available"] is False
+    for row in data["rows"]:
+        assert row["status"] == "ok", row  # same weights, same numbers: every peer agrees with the reference
+        assert row["rel_error"] <= data["tolerance"]
+        assert row["fwdbwd"]["min_ms"] <= row["fwdbwd"]["median_ms"] <= row["fwdbwd"]["max_ms"]
+        assert row["peak_bytes"] > 0
+    assert data["versions"]["jax"] and data["device"]["platform"] == "cpu"
+    table = (out / "bench.md").read_text()
+    assert "jaxrnn-bptt / best peer" in table and "Sequence-length sweep" in table
+    assert sorted(p.name for p in out.glob("*.png")) == ["sweep_elman.png", "sweep_gru.png", "sweep_lstm.png"]
+    assert "| lstm | 4×128×32 |" in result.stdout
+
+
+def test_core_choices_quick_writes_every_row(tmp_path):
+    _run(["-m", "benchmarks.core_choices", "--quick", "--out", str(tmp_path)], ROOT)
     data = json.loads((tmp_path / "core_choices.json").read_text())
-    assert data["backend"] == "cpu" and data["versions"]["jax"]
     variants = {r["variant"] for r in data["rows"] if r["study"] == "residuals"}
     assert variants == {"bptt/states", "bptt/gates", "autodiff"}
     assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in data["rows"])
+
+
+def _row(impl, ms, status="ok", cell="lstm", steps=8):
+    return {"cell": cell, "batch": 2, "steps": steps, "hidden": 4, "impl": impl, "status": status,
+            "rel_error": 0.5 if status == "wrong" else 1e-7, "fwdbwd": {"median_ms": ms}, "fwd": {"median_ms": ms / 3}}
+
+
+def test_ratio_is_against_the_fastest_correct_peer():
+    rows = [_row("jaxrnn-bptt", 10.0), _row("jaxrnn-autodiff", 5.0), _row("flax-LSTMCell", 40.0),
+            _row("torch", 20.0), _row("jax-cudnn", 1.0, status="wrong")]
+    assert _bench.best_peer(rows)["impl"] == "torch"  # not the wrong one, not jaxrnn's own reference
+    result = {"rows": rows, "shapes": ["2x8x4"], "sweep": [], "date": "d", "repeats": 3, "precision": "p",
+              "device": {"kind": "k", "platform": "cpu"}, "versions": {"jax": "j", "flax": "f"}, "torch": None}
+    table = _bench.markdown(result)
+    assert "| 0.50 (vs torch) |" in table
+    assert "1.0 (0.3) **wrong** (err 5.0e-01)" in table
+
+
+def test_relative_error_is_per_array_and_relative():
+    want = {"a": [1.0, -2.0], "b": [1e-6, 0.0]}
+    assert _bench.relative_error({"a": [1.0, -2.0], "b": [1e-6, 0.0]}, want) == 0.0
+    assert _bench.relative_error({"a": [1.0, -2.2], "b": [1e-6, 0.0]}, want) == pytest.approx(0.1)
+    assert _bench.relative_error({"a": [1.0, -2.0], "b": [2e-6, 0.0]}, want) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shapes", "16x1024"], "--shapes: expected BATCHxSTEPSxHIDDEN with positive integers, e.g. 16x1024x256, got '16x1024'"),
+        (["--shapes", "16x0x8"], "got '16x0x8'"),
+        (["--sweep", "16x128"], "--sweep: expected BATCHxHIDDEN:T1,T2,... e.g. 16x128:256,512,1024, got '16x128'"),
+        (["--cells", "lstm,transformer"], "expected a comma-separated list of lstm, gru, elman, got 'lstm,transformer'"),
+        (["--impls", "keras"], "got 'keras'"),
+        (["--precision", "tf16"], "invalid choice: 'tf16'"),
+        (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    ],
+)
+def test_bench_command_rejects_bad_options(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_command_names_a_missing_backend(capsys):
+    assert main(["bench", "--backend", "tpu", "--quick"]) == 2
+    assert "--backend tpu: no such device here" in capsys.readouterr().err

@@ -1,0 +1,8 @@
+"""``python -m benchmarks.bench [options]``: the same as ``jaxrnn bench [options]``, from a checkout."""
+
+import sys
+
+from jaxrnn.__main__ import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *sys.argv[1:]]))
