@@ -118,8 +118,9 @@ def _add_bench_options(parser):
                              "jaxrnn-autodiff always runs as the correctness reference")
     parser.add_argument("--backend", choices=["cpu", "gpu", "tpu"], default=None,
                         help="device to run on (default: JAX's default backend)")
-    parser.add_argument("--precision", choices=["default", "highest"], default="default",
-                        help="float32 matmul precision: backend default (TF32 on NVIDIA GPUs) or full")
+    parser.add_argument("--precision", choices=["default", "highest", "bf16"], default="default",
+                        help="float32 at the backend default (TF32 on NVIDIA GPUs), float32 at full "
+                             "precision, or bfloat16 weights and inputs")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement")
     parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test in about a minute on 2 CPU cores")
     parser.add_argument("--out", type=pathlib.Path, default=None,

@@ -16,7 +16,7 @@ imported there. By hand it runs as::
 **SPEC.json**::
 
     {"device": "cpu" | "cuda",
-     "precision": "highest" | "tf32" | "bf16" | "fp16",   # only "highest" on CPU
+     "precision": "highest" | "tf32" | "bf16" | "fp16",   # "highest" or "bf16" on CPU
      "repeats": int >= 1,
      "threads": int >= 1 | null,      # torch.set_num_threads; null keeps torch's default
      "inputs": "inputs.npz",          # relative to SPEC.json's folder, or absolute
@@ -69,7 +69,8 @@ and after each call on CUDA (``times_ms``, and their median, min and max).
   and ``torch.backends.cudnn.allow_tf32`` False);
 - ``"tf32"``: float32, both flags True (CUDA only);
 - ``"bf16"`` / ``"fp16"``: module and inputs cast to bfloat16 / float16, the
-  loss summed in float32, TF32 off, gradients returned as float32 (CUDA only).
+  loss summed in float32, TF32 off, gradients returned as float32 (``"fp16"``
+  on CUDA only).
   Not autocast: torch's autocast runs cuDNN RNNs in float16 whatever dtype it
   is given. Whether cuDNN or torch's own kernels run bfloat16 RNNs depends on
   the torch build.
@@ -150,7 +151,7 @@ def run_torch(
         (PyTorch layout, inputs ``[B, T, I]``); only the keys of ``cases`` are
         sent to the worker.
       device: ``"cpu"`` or ``"cuda"``.
-      precision: ``"highest"``, or on CUDA also ``"tf32"``, ``"bf16"``, ``"fp16"``.
+      precision: ``"highest"`` or ``"bf16"``, and on CUDA also ``"tf32"``, ``"fp16"``.
       repeats: timed calls per case and pass (forward, fwd+bwd).
       timeout: seconds the worker may run in all.
       threads: ``torch.set_num_threads`` in the worker; None keeps torch's default.
@@ -229,10 +230,10 @@ def check_spec(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> lis
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}.")
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}.")
-    if device == "cpu" and precision != "highest":
+    if device == "cpu" and precision not in ("highest", "bf16"):
         raise ValueError(
-            f"precision={precision!r} needs device='cuda': on CPU the torch peer runs in float32 only; "
-            f"use precision='highest'."
+            f"precision={precision!r} needs device='cuda': on CPU the torch peer runs in float32 or bfloat16; "
+            f"use precision='highest' or 'bf16'."
         )
     if not _positive_int(spec.get("repeats")):
         raise ValueError(f"repeats must be a positive int, got {spec.get('repeats')!r}.")

@@ -98,3 +98,16 @@ def test_bench_command_rejects_bad_options(capsys, args, message):
 def test_bench_command_names_a_missing_backend(capsys):
     assert main(["bench", "--backend", "tpu", "--quick"]) == 2
     assert "--backend tpu: no such device here" in capsys.readouterr().err
+
+
+def test_bench_bfloat16_rows_are_checked_against_a_float32_reference(tmp_path):
+    out = tmp_path / "bf16"
+    _run(["-m", "jaxrnn", "bench", "--precision", "bf16", "--cells", "gru", "--impls", "jaxrnn-bptt,flax-GRUCell,torch",
+          "--shapes", "2x16x8", "--sweep", "2x8:16", "--repeats", "2", "--out", str(out)], tmp_path)
+    data = json.loads((out / "bench.json").read_text())
+    assert data["precision"].startswith("bfloat16") and data["tolerance"] == _bench.TOLERANCE["bf16"]
+    rows = {r["impl"]: r for r in data["rows"]}
+    assert rows["jaxrnn-autodiff"]["rel_error"] == 0.0  # the float32 reference itself
+    # jaxrnn carries bfloat16 inputs in float32, so it stays much closer to the reference.
+    assert 0.0 < rows["jaxrnn-bptt"]["rel_error"] < 1e-2
+    assert all(r["status"] == "ok" for r in data["rows"])
