@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn as jr
+from jaxrnn._bench import cpu_name
 
 CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman}
 
@@ -59,16 +60,6 @@ def _time(fn, params, xs_list, repeats):
 def _temp_bytes(fn, params, xs):
     analysis = fn.lower(params, xs).compile().memory_analysis()
     return None if analysis is None else int(analysis.temp_size_in_bytes)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None):
@@ -107,7 +98,7 @@ def main(argv=None):
         "date": datetime.date.today().isoformat(),
         "device": str(jax.devices()[0]),
         "backend": jax.default_backend(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "versions": {"jax": jax.__version__, "jaxrnn": jr.__version__, "python": platform.python_version()},
         "precision": "float32, default matmul precision",

@@ -289,7 +289,7 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
     return {
         "date": datetime.date.today().isoformat(),
         "device": {"platform": device.platform, "kind": device.device_kind, "count": len(jax.devices(plan.backend)),
-                   "host": platform.machine(), "cpu": _cpu_name(), "cpu_count": os.cpu_count()},
+                   "host": platform.machine(), "cpu": cpu_name(), "cpu_count": os.cpu_count()},
         "versions": _versions(),
         "flags": {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
         "precision": PRECISIONS[plan.precision],
@@ -344,7 +344,8 @@ def _run_torch_rows(plan, cases, arrays, references, rows, tol) -> dict:
     return {k: v for k, v in result.items() if k != "cases"}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -356,8 +357,9 @@ def _cpu_name() -> str:
 
 def _versions() -> dict:
     import flax
+    import jaxlib
 
-    return {"jaxrnn": jr.__version__, "jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+    return {"jaxrnn": jr.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "flax": flax.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
