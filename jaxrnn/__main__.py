@@ -1,6 +1,8 @@
 """The ``jaxrnn`` command (also ``python -m jaxrnn``).
 
 - ``jaxrnn`` or ``jaxrnn demo``: a short demo that trains a small model;
+- ``jaxrnn train`` / ``jaxrnn tasks``: training on the built-in tasks (:mod:`jaxrnn._trainer`,
+  :mod:`jaxrnn._tasks`);
 - ``jaxrnn bench``: the benchmark suite (:mod:`jaxrnn._bench`).
 
 The demo trains a recurrent network on the adding problem (two marked values among T
@@ -125,9 +127,23 @@ def main(argv=None) -> int:
     bench = commands.add_parser("bench", help="throughput and memory against flax, cuDNN and PyTorch",
                                 description="Time jaxrnn against its peers on the same weights and inputs; "
                                             "writes JSON, a markdown table and plots.")
+    train_parser = commands.add_parser(
+        "train", help="train a model on a built-in task (default: the adding problem, about a minute)",
+        description="Train a recurrent network on a built-in task with progress, metrics, plots and "
+                    "checkpoints; running the same command again resumes the run.")
+    commands.add_parser("tasks", help="list the built-in tasks and their defaults",
+                        description="List the built-in tasks, their defaults and the metric they stop early on.")
     if argv[:1] == ["bench"]:
         _add_bench_options(bench)
+    if argv[:1] == ["train"]:
+        from jaxrnn import _trainer
+
+        _trainer.add_train_arguments(train_parser)
     args = parser.parse_args(argv or ["demo"])
+    if args.command in ("train", "tasks"):
+        from jaxrnn import _trainer
+
+        return _trainer.main_train(args) if args.command == "train" else _trainer.main_tasks()
     if args.command == "bench":
         from jaxrnn import _bench
 

@@ -1,6 +1,7 @@
 """The public API is pinned, documented, and the README and demo run as written."""
 
 import inspect
+import json
 import io
 import os
 import pathlib
@@ -107,3 +108,30 @@ def test_demo_rejects_bad_numbers(capsys):
         main(["demo", "--steps", "0"])
     assert exit_info.value.code == 2
     assert "--steps must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_train_command_runs_a_real_task_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "jaxrnn", "train", "--task", "digits", "--steps", "30", "--eval-every", "10",
+               "--hidden", "16", "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["steps"] == 30
+    assert 0.1 < summary["report"]["test_accuracy"] <= 1.0
+    assert {"config.json", "metrics.jsonl", "curves.png", "confusion.png", "summary.json"} <= {
+        p.name for p in out.iterdir()}
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert again.returncode == 0 and "resumed from step 30" in again.stdout + again.stderr
+    other = subprocess.run(command[:-2] + ["--seed", "3", "--out", str(out)], capture_output=True, text=True,
+                           timeout=600, env=env, cwd=tmp_path)
+    assert other.returncode == 2 and "holds another run" in other.stderr
+
+
+def test_tasks_command_lists_the_tasks(capsys):
+    from jaxrnn.__main__ import main
+
+    assert main(["tasks"]) == 0
+    text = capsys.readouterr().out
+    assert all(f"{name}:" in text for name in ("adding", "copy", "sunspots", "digits"))

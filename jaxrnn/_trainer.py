@@ -1,0 +1,468 @@
+"""The training loop behind ``jaxrnn train``: one task, one config, one output folder.
+
+:func:`run` follows ``docs/training-design.md``. A run's folder holds:
+
+- ``config.json``: the task's defaults overridden by the user's values, plus the
+  task's name and the derived settings (``log_every``, ``patience``);
+- ``checkpoints/ckpt-*.ckpt`` (:mod:`jaxrnn._checkpoint`): the :class:`LoopState`
+  every ``eval_every`` steps, at the end, and when the run is interrupted;
+- ``metrics.jsonl``: one JSON object a line, ``{"step", "split", metrics..., "time_s"}``,
+  for every ``log_every``-th train step (that step's own metrics, not a running
+  mean) and every evaluation;
+- ``curves.png``, ``summary.json`` and whatever the task's ``report`` writes.
+
+Resuming is exact: the checkpoint holds everything a step reads (parameters,
+optimiser state, step count and PRNG key, early-stopping record), and a task's
+``train_batch(step)`` is a pure function of ``(seed, step)``, so a run stopped and
+started again logs bit for bit the losses of one that never stopped. A run is
+stopped cleanly with Ctrl-C (``KeyboardInterrupt``): the loop saves a checkpoint at
+the last completed step before re-raising, so no step is lost. After a hard crash
+the run resumes from the last checkpoint, and ``metrics.jsonl`` is cut back to
+that step so no step is logged twice.
+
+Steps are counted as updates done: batch ``train_batch(s)`` makes update ``s + 1``,
+and ``metrics.jsonl`` logs it as ``"step": s + 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from jaxrnn import _checkpoint
+from jaxrnn import train
+
+DEFAULT_PATIENCE = 10  # evaluations without improvement before early stopping
+
+
+class RunError(ValueError):
+    """A run cannot start: a bad config, or an output folder that holds another run."""
+
+
+class LoopState(NamedTuple):
+    """Everything the loop carries from step to step; what a checkpoint holds."""
+
+    train: train.TrainState  # params, optimiser state, step (int32 []), PRNG key
+    best: float  # the best value of the monitored metric so far; NaN before the first
+    best_step: int  # the step of ``best``; -1 before the first evaluation
+    bad_evals: int  # evaluations since the last improvement
+    evaluated_step: int  # the step of the latest evaluation; -1 before the first
+    best_params: Any  # the parameters at ``best_step``, which ``report`` scores
+    time_s: float  # wall time spent on the run so far, over all its sessions
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def resolve_config(task, overrides: dict) -> dict:
+    """``task.defaults`` overridden by ``overrides``, with the loop's own settings filled in.
+
+    Args:
+      task: a ``Task`` (``name``, ``defaults``, ...).
+      overrides: the user's values (any keys; unknown ones reach ``task.build``).
+
+    Returns:
+      A new dict: ``{"task": task.name, **defaults, **overrides}`` with ``eval_every``
+      (default ``max(1, steps // 10)``), ``log_every`` (``max(1, steps // 50)``) and
+      ``patience`` (10 evaluations) added where missing.
+
+    Raises:
+      RunError: ``steps``, ``eval_every``, ``log_every`` or ``patience`` is not a
+        positive int, ``seed`` not an int >= 0, ``learning_rate`` not a positive number,
+        or ``overrides`` names another task.
+    """
+    if overrides.get("task", task.name) != task.name:
+        raise RunError(f"the config is for task {overrides['task']!r}, not {task.name!r}.")
+    config = {"task": task.name, **task.defaults, **overrides}
+    steps = _positive_int(config, "steps")
+    config.setdefault("eval_every", max(1, steps // 10))
+    config.setdefault("log_every", max(1, steps // 50))
+    config.setdefault("patience", DEFAULT_PATIENCE)
+    for name in ("eval_every", "log_every", "patience"):
+        _positive_int(config, name)
+    _positive_int(config, "seed", minimum=0)
+    rate = config.get("learning_rate")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0 or not math.isfinite(rate):
+        raise RunError(f"--learning-rate must be a positive number, got {rate!r}.")
+    return config
+
+
+def _positive_int(config: dict, name: str, minimum: int = 1) -> int:
+    value = config.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise RunError(f"--{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _claim(out_dir: pathlib.Path, config: dict) -> None:
+    """Refuse a folder whose ``config.json`` records another run."""
+    path = out_dir / "config.json"
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RunError(f"--out {out_dir} has an unreadable config.json ({error}); choose another --out or delete it.") from error
+    if saved != json.loads(json.dumps(config)):
+        changed = sorted(k for k in set(saved) | set(config) if saved.get(k, None) != json.loads(json.dumps(config.get(k))))
+        what = ", ".join(f"{k}={saved.get(k)!r}" for k in changed[:4])
+        raise RunError(
+            f"--out {out_dir} holds another run (task {saved.get('task')!r}, {what}); "
+            f"choose another --out or delete it."
+        )
+
+
+# ------------------------------------------------------------------------------ loop
+
+
+def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Callable[[str], Any] = print) -> dict:
+    """Train ``task`` with ``config`` in ``out_dir``, resuming the run already there.
+
+    Each step is ``state, metrics = train_step(state, setup.train_batch(step))`` with
+    :func:`jaxrnn.train.make_train_step` and :func:`jaxrnn.train.default_optimizer`.
+    Every ``eval_every`` steps and at the end: :func:`jaxrnn.train.evaluate` on the
+    validation batches, early stopping on ``task.monitor`` after ``patience``
+    evaluations without improvement, and a checkpoint. A non-finite loss or gradient
+    stops the run at once and saves nothing. At the end, ``setup.report`` scores the
+    parameters of the best evaluation.
+
+    Args:
+      task: a ``Task`` (see ``docs/training-design.md``).
+      config: the user's values; they override ``task.defaults`` (:func:`resolve_config`).
+      out_dir: the run's folder, created if missing.
+      progress: a tqdm bar (True), plain lines every ``log_every`` steps (False), or
+        a bar only when stderr is a terminal (None).
+      log: where messages go, one string per call.
+
+    Returns:
+      The summary also written to ``summary.json``: ``{"task", "status" ("done",
+      "early_stopped" or "nonfinite"), "steps", "val" (the last evaluation's metrics),
+      "best" ({"metric", "value", "step"}), "report", "time_s", "out"}``.
+
+    Raises:
+      RunError: a bad config (``task.build``'s ValueErrors included), or ``out_dir``
+        holds another run's ``config.json``.
+      KeyboardInterrupt: re-raised after saving a checkpoint at the last completed step.
+    """
+    out_dir = pathlib.Path(out_dir)
+    config = resolve_config(task, dict(config))
+    _claim(out_dir, config)
+    try:
+        setup = task.build(config)
+    except ValueError as error:
+        raise RunError(str(error)) from error
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    steps, eval_every, log_every = config["steps"], config["eval_every"], config["log_every"]
+    patience = config["patience"]
+    metric, mode = task.monitor
+    optimizer = train.default_optimizer(config["learning_rate"])
+    train_step = train.make_train_step(setup.loss_fn, optimizer)
+    eval_step = jax.jit(setup.eval_fn)
+
+    init_key, rng = jax.random.split(jax.random.key(config["seed"]))
+    params = setup.init_params(init_key)
+    loop = LoopState(train.init_state(params, optimizer, rng), math.nan, -1, 0, -1, params, 0.0)
+    checkpoints = out_dir / "checkpoints"
+    metrics_path = out_dir / "metrics.jsonl"
+    found = _checkpoint.latest(checkpoints)
+    saved_step = None
+    if found is None:
+        metrics_path.unlink(missing_ok=True)
+    else:
+        loop, saved_step, _ = _checkpoint.restore(found, loop)
+        _cut_metrics(metrics_path, saved_step, loop.evaluated_step)
+        log(f"resumed from step {saved_step}")
+
+    step = int(loop.train.step)
+    start = time.perf_counter() - loop.time_s
+    status, last_val = "done", _last_val(metrics_path)
+
+    def save(loop: LoopState) -> LoopState:
+        nonlocal saved_step
+        loop = loop._replace(time_s=time.perf_counter() - start)
+        _checkpoint.save(checkpoints, loop, step=step, config=config)
+        saved_step = step
+        return loop
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = _bar(steps, step, task.name) if show else None
+    say = _writer(log, bar)
+    lap_step, lap_time = step, time.perf_counter()
+    try:
+        with open(metrics_path, "a") as records:
+            while True:
+                if step > 0 and (step % eval_every == 0 or step == steps) and loop.evaluated_step != step:
+                    last_val = train.evaluate(eval_step, loop.train.params, setup.eval_batches)
+                    _write(records, {"step": step, "split": "val", **last_val, "time_s": time.perf_counter() - start})
+                    if metric not in last_val:
+                        raise RunError(f"task {task.name!r} monitors {metric!r}, but eval_fn gives {sorted(last_val)}.")
+                    es = train.EarlyStopping(None if loop.best_step < 0 else loop.best, loop.best_step, loop.bad_evals)
+                    es, _ = train.early_stopping_update(es, last_val[metric], step, patience=patience, mode=mode)
+                    improved = es.best_step == step
+                    loop = save(loop._replace(
+                        best=math.nan if es.best is None else es.best, best_step=es.best_step, bad_evals=es.bad_evals,
+                        evaluated_step=step, best_params=loop.train.params if improved else loop.best_params,
+                    ))
+                    say(_eval_line(step, steps, last_val, metric, loop))
+                if step >= steps:
+                    break
+                if loop.bad_evals >= patience:
+                    status = "early_stopped"
+                    say(f"early stopping at step {step}: {metric} has not improved for {patience} evaluations "
+                        f"(best {loop.best:.4g} at step {loop.best_step})")
+                    break
+                new_train, metrics = train_step(loop.train, setup.train_batch(step))
+                if not bool(metrics["finite"]):
+                    status = "nonfinite"
+                    kept = f"the last good checkpoint (step {saved_step}) is kept" if saved_step is not None else "no checkpoint was saved yet"
+                    say(f"loss became non-finite at step {step + 1}; stopped; {kept}")
+                    break
+                loop, step = loop._replace(train=new_train), step + 1
+                if bar is not None:
+                    bar.update(1)
+                if step % log_every == 0 or step == steps:
+                    values = {k: float(v) for k, v in metrics.items() if k != "finite"}
+                    _write(records, {"step": step, "split": "train", **values, "time_s": time.perf_counter() - start})
+                    now = time.perf_counter()
+                    rate = (step - lap_step) / max(now - lap_time, 1e-9)
+                    lap_step, lap_time = step, now
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
+                    else:
+                        say(f"step {step}/{steps}  loss {values['loss']:.4g}  ({rate:.1f} steps/s)")
+    except KeyboardInterrupt:
+        if step != saved_step:
+            save(loop)
+        say(f"interrupted at step {step}; checkpoint saved; run the same command again to resume")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    elapsed = time.perf_counter() - start
+    report = None
+    if status != "nonfinite":
+        report_params = loop.best_params if loop.best_step >= 0 else loop.train.params
+        report = setup.report(report_params, out_dir)
+    _plot(metrics_path, out_dir / "curves.png", metric, task.name)
+    summary = {
+        "task": task.name,
+        "status": status,
+        "steps": step,
+        "val": last_val,
+        "best": {"metric": metric, "value": None if loop.best_step < 0 else loop.best, "step": loop.best_step},
+        "report": report,
+        "time_s": elapsed,
+        "out": str(out_dir),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
+    log(_summary_line(summary))
+    return summary
+
+
+def _bar(steps: int, initial: int, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=steps, initial=initial, desc=name, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+def _writer(log, bar) -> Callable[[str], None]:
+    """``log``, clearing the bar around each message so they do not overlap."""
+    if bar is None:
+        return log
+
+    def say(message: str) -> None:
+        with bar.external_write_mode():
+            log(message)
+
+    return say
+
+
+def _write(records, record: dict) -> None:
+    records.write(json.dumps(record, default=_jsonable) + "\n")
+    records.flush()
+
+
+def _jsonable(value):
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return np.asarray(value).tolist()
+    return str(value)
+
+
+def _read_records(path: pathlib.Path) -> list:
+    """The complete lines of ``metrics.jsonl``; a line cut short by a crash is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _cut_metrics(path: pathlib.Path, step: int, evaluated_step: int) -> None:
+    """Drop records the checkpoint at ``step`` does not account for, so none is logged twice."""
+    kept = [r for r in _read_records(path) if r["step"] <= (step if r["split"] == "train" else evaluated_step)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _last_val(path: pathlib.Path) -> Optional[dict]:
+    vals = [r for r in _read_records(path) if r["split"] == "val"]
+    if not vals:
+        return None
+    return {k: v for k, v in vals[-1].items() if k not in ("step", "split", "time_s")}
+
+
+def _eval_line(step: int, steps: int, values: dict, metric: str, loop: LoopState) -> str:
+    shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+    return f"step {step}/{steps}  val {shown}  (best {metric} {loop.best:.4g} at step {loop.best_step})"
+
+
+def _summary_line(summary: dict) -> str:
+    best = summary["best"]
+    text = f"{summary['task']}: {summary['status']} after {summary['steps']} steps in {summary['time_s']:.1f} s"
+    if best["value"] is not None:
+        text += f"; best val {best['metric']} {best['value']:.4g} at step {best['step']}"
+    if summary["report"]:
+        scalars = {k: v for k, v in summary["report"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if scalars:
+            text += "; report: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+    return text + f"; written to {summary['out']}"
+
+
+def _plot(metrics_path: pathlib.Path, path: pathlib.Path, metric: str, name: str) -> None:
+    """``curves.png``: the train loss and the monitored validation metric against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = _read_records(metrics_path)
+    train_points = [(r["step"], r["loss"]) for r in records if r["split"] == "train" and "loss" in r]
+    val_points = [(r["step"], r[metric]) for r in records if r["split"] == "val" and metric in r]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for axes, points, label in ((left, train_points, "train loss"), (right, val_points, f"validation {metric}")):
+        if points:
+            axes.plot(*zip(*points), marker="." if len(points) < 50 else None)
+        axes.set_xlabel("step")
+        axes.set_ylabel(label)
+        axes.grid(True, alpha=0.3)
+    fig.suptitle(name)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------- CLI
+
+# The config keys that have flags, with their types; --batch-size sets "batch_size".
+_FLAGS = {
+    "cell": str, "hidden": int, "layers": int, "steps": int, "batch_size": int,
+    "learning_rate": float, "length": int, "seed": int, "eval_every": int,
+    "window": int, "delay": int, "num_symbols": int,
+}
+_POSITIVE = ("hidden", "layers", "steps", "batch_size", "length", "eval_every", "window", "num_symbols")
+# `jaxrnn train` with no options: the adding problem, a visible result in about a minute.
+DEFAULT_TASK = "adding"
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``jaxrnn train`` to ``parser``; flags left out stay None."""
+    parser.add_argument("--task", help=f"the task to train on (see `jaxrnn tasks`; default {DEFAULT_TASK})")
+    helps = {
+        "cell": "recurrent cell: lstm, gru or elman", "hidden": "hidden units per layer", "layers": "stacked layers",
+        "steps": "training steps", "batch_size": "examples per batch", "learning_rate": "Adam's learning rate",
+        "length": "sequence length (adding), symbols to copy (copy)", "seed": "random seed",
+        "eval_every": "steps between evaluations and checkpoints",
+        "window": "past values per forecast (sunspots)", "delay": "blank steps before recall (copy)",
+        "num_symbols": "alphabet size (copy)",
+    }
+    for name, kind in _FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                            help=f"{helps[name]} (default: the task's)")
+    parser.add_argument("--config", type=pathlib.Path, default=None, metavar="FILE",
+                        help="a JSON object of config keys (a run's config.json works); command-line values win")
+    parser.add_argument("--out", type=pathlib.Path, default=None, metavar="DIR",
+                        help="the run's folder (default runs/TASK-CELL); an existing run there is resumed")
+
+
+def _default_tasks() -> dict:
+    from jaxrnn import _tasks
+
+    return _tasks.TASKS
+
+
+def _error(message: str) -> int:
+    print(f"jaxrnn train: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _read_config_file(path: pathlib.Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise RunError(f"--config {path}: cannot read it: {error.strerror or error}") from error
+    try:
+        values = json.loads(text)
+    except ValueError as error:
+        raise RunError(f"--config {path}: not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise RunError(f"--config {path}: must hold a JSON object of config keys, got a {type(values).__name__}")
+    return values
+
+
+def main_train(args: argparse.Namespace, tasks: Optional[dict] = None, *, log: Callable[[str], Any] = print) -> int:
+    """``jaxrnn train``: build the config from the task's defaults, ``--config`` and the flags given; run it.
+
+    Returns:
+      The exit code: 0 when the run is done or stopped early, 1 when it stopped on a
+      non-finite loss, 2 for a usage error (printed as ``jaxrnn train: error: ...``),
+      130 when interrupted (a checkpoint is saved; the same command resumes).
+    """
+    tasks = _default_tasks() if tasks is None else tasks
+    try:
+        overrides = {} if args.config is None else _read_config_file(args.config)
+        name = args.task if args.task is not None else overrides.get("task", DEFAULT_TASK)
+        if name not in tasks:
+            raise RunError(f"unknown task {name!r}; choose one of {', '.join(tasks)}")
+        overrides.pop("task", None)
+        for key in _FLAGS:
+            value = getattr(args, key, None)
+            if value is not None:
+                if key in _POSITIVE and value < 1:
+                    raise RunError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+                overrides[key] = value
+        task = tasks[name]
+        out = args.out
+        if out is None:
+            cell = {**task.defaults, **overrides}.get("cell")
+            out = pathlib.Path("runs") / (f"{name}-{cell}" if cell else name)
+        summary = run(task, overrides, out, log=log)
+    except RunError as error:
+        return _error(str(error))
+    except KeyboardInterrupt:
+        return 130
+    return 1 if summary["status"] == "nonfinite" else 0
+
+
+def main_tasks(tasks: Optional[dict] = None, *, out=None) -> int:
+    """``jaxrnn tasks``: each task's name, summary, monitored metric and defaults; returns 0."""
+    tasks = _default_tasks() if tasks is None else tasks
+    out = sys.stdout if out is None else out
+    for task in tasks.values():
+        metric, mode = task.monitor
+        print(f"{task.name}: {task.summary}", file=out)
+        defaults = ", ".join(f"{k}={v}" for k, v in task.defaults.items())
+        print(f"    defaults: {defaults}; early stopping on validation {metric} ({mode})", file=out)
+    return 0
