@@ -9,10 +9,12 @@
 - ``metrics.jsonl``: one JSON object a line, ``{"step", "split", metrics..., "time_s"}``,
   for every ``log_every``-th train step (that step's own metrics, not a running
   mean) and every evaluation;
-- ``curves.png``, ``summary.json`` and whatever the task's ``report`` writes.
+- ``curves.png``, ``summary.json`` and whatever the task's ``report`` writes, and
+  the task's ``Setup.files`` (charlm's ``vocab.json``).
 
 Resuming is exact: the checkpoint holds everything a step reads (parameters,
-optimiser state, step count and PRNG key, early-stopping record), and a task's
+optimiser state, step count and PRNG key, early-stopping record, and the state a
+task carries between batches, ``Setup.initial_carry``), and a task's
 ``train_batch(step)`` is a pure function of ``(seed, step)``, so a run stopped and
 started again logs bit for bit the losses of one that never stopped. A run is
 stopped cleanly with Ctrl-C (``KeyboardInterrupt``): the loop saves a checkpoint at
@@ -57,6 +59,7 @@ class LoopState(NamedTuple):
     evaluated_step: int  # the step of the latest evaluation; -1 before the first
     best_params: Any  # the parameters at ``best_step``, which ``report`` scores
     time_s: float  # wall time spent on the run so far, over all its sessions
+    carry: Any = None  # the task's state carried between batches (Setup.initial_carry); None for none
 
 
 # ---------------------------------------------------------------------------- config
@@ -127,7 +130,10 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
     """Train ``task`` with ``config`` in ``out_dir``, resuming the run already there.
 
     Each step is ``state, metrics = train_step(state, setup.train_batch(step))`` with
-    :func:`jaxrnn.train.make_train_step` and :func:`jaxrnn.train.default_optimizer`.
+    :func:`jaxrnn.train.make_train_step` and :func:`jaxrnn.train.default_optimizer`;
+    a task with ``setup.initial_carry`` also threads its carry through ``loss_fn``
+    and checkpoints it (``docs/training-design.md``). ``setup.files`` are written
+    into ``out_dir`` first.
     Every ``eval_every`` steps and at the end: :func:`jaxrnn.train.evaluate` on the
     validation batches, early stopping on ``task.monitor`` after ``patience``
     evaluations without improvement, and a checkpoint. A non-finite loss or gradient
@@ -166,12 +172,12 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
     patience = config["patience"]
     metric, mode = task.monitor
     optimizer = train.default_optimizer(config["learning_rate"])
-    train_step = train.make_train_step(setup.loss_fn, optimizer)
+    train_step = _make_step(setup, optimizer)
     eval_step = jax.jit(setup.eval_fn)
+    for name, text in (setup.files or {}).items():
+        (out_dir / name).write_text(text, encoding="utf-8")
 
-    init_key, rng = jax.random.split(jax.random.key(config["seed"]))
-    params = setup.init_params(init_key)
-    loop = LoopState(train.init_state(params, optimizer, rng), math.nan, -1, 0, -1, params, 0.0)
+    loop = initial_loop(setup.init_params, setup.initial_carry, config, optimizer)
     checkpoints = out_dir / "checkpoints"
     metrics_path = out_dir / "metrics.jsonl"
     found = _checkpoint.latest(checkpoints)
@@ -221,13 +227,13 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
                     say(f"early stopping at step {step}: {metric} has not improved for {patience} evaluations "
                         f"(best {loop.best:.4g} at step {loop.best_step})")
                     break
-                new_train, metrics = train_step(loop.train, setup.train_batch(step))
+                new_train, new_carry, metrics = train_step(loop.train, loop.carry, setup.train_batch(step))
                 if not bool(metrics["finite"]):
                     status = "nonfinite"
                     kept = f"the last good checkpoint (step {saved_step}) is kept" if saved_step is not None else "no checkpoint was saved yet"
                     say(f"loss became non-finite at step {step + 1}; stopped; {kept}")
                     break
-                loop, step = loop._replace(train=new_train), step + 1
+                loop, step = loop._replace(train=new_train, carry=new_carry), step + 1
                 if bar is not None:
                     bar.update(1)
                 if step % log_every == 0 or step == steps:
@@ -268,6 +274,38 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
     log(_summary_line(summary))
     return summary
+
+
+def initial_loop(init_params: Callable, initial_carry: Any, config: dict, optimizer) -> LoopState:
+    """The :class:`LoopState` before the first step; also the template a checkpoint restores into."""
+    init_key, rng = jax.random.split(jax.random.key(config["seed"]))
+    params = init_params(init_key)
+    return LoopState(train.init_state(params, optimizer, rng), math.nan, -1, 0, -1, params, 0.0, initial_carry)
+
+
+def _make_step(setup, optimizer) -> Callable:
+    """``step(state, carry, batch) -> (state, carry, metrics)``, jitted, for either kind of ``loss_fn``."""
+    if setup.initial_carry is None:
+        independent = train.make_train_step(setup.loss_fn, optimizer)
+
+        def step(state, carry, batch):
+            state, metrics = independent(state, batch)
+            return state, None, metrics
+    else:
+        # The carry rides in the batch and comes back as aux, so make_train_step's
+        # guard, gradient and metrics serve both kinds of task.
+        def loss_fn(params, batch_and_carry, rng):
+            batch, carry = batch_and_carry
+            loss, carry = setup.loss_fn(params, batch, carry, rng)
+            return loss, {"carry": carry}
+
+        carried = train.make_train_step(loss_fn, optimizer)
+
+        def step(state, carry, batch):
+            state, metrics = carried(state, (batch, carry))
+            return state, metrics.pop("carry"), metrics
+
+    return step
 
 
 def _bar(steps: int, initial: int, name: str):
@@ -370,11 +408,32 @@ def _plot(metrics_path: pathlib.Path, path: pathlib.Path, metric: str, name: str
 _FLAGS = {
     "cell": str, "hidden": int, "layers": int, "steps": int, "batch_size": int,
     "learning_rate": float, "length": int, "seed": int, "eval_every": int,
-    "window": int, "delay": int, "num_symbols": int,
+    "window": int, "delay": int, "num_symbols": int, "text": str, "data": str, "column": str,
 }
 _POSITIVE = ("hidden", "layers", "steps", "batch_size", "length", "eval_every", "window", "num_symbols")
 # `jaxrnn train` with no options: the adding problem, a visible result in about a minute.
 DEFAULT_TASK = "adding"
+
+
+def _flag_value(key: str, value):
+    """Files as absolute paths (a resumed run compares its config), column indices as ints."""
+    if key in ("text", "data"):
+        return str(pathlib.Path(value).resolve())
+    if key == "column" and value.isdigit():
+        return int(value)
+    return value
+
+
+def flag_overrides(args: argparse.Namespace, *, skip: tuple = ()) -> dict:
+    """The config values of the flags the user gave (not ``skip``), checked; RunError if one is bad."""
+    overrides = {}
+    for key in _FLAGS:
+        value = None if key in skip else getattr(args, key, None)
+        if value is not None:
+            if key in _POSITIVE and value < 1:
+                raise RunError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+            overrides[key] = _flag_value(key, value)
+    return overrides
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -383,13 +442,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     helps = {
         "cell": "recurrent cell: lstm, gru or elman", "hidden": "hidden units per layer", "layers": "stacked layers",
         "steps": "training steps", "batch_size": "examples per batch", "learning_rate": "Adam's learning rate",
-        "length": "sequence length (adding), symbols to copy (copy)", "seed": "random seed",
+        "length": "sequence length (adding), symbols to copy (copy), characters per chunk (charlm)",
+        "seed": "random seed",
         "eval_every": "steps between evaluations and checkpoints",
         "window": "past values per forecast (sunspots)", "delay": "blank steps before recall (copy)",
         "num_symbols": "alphabet size (copy)",
+        "text": "a UTF-8 text file to model (charlm)",
+        "data": "your CSV file: a numeric series (series) or label,text rows (text)",
+        "column": "the series' column, by header name or 0-based index (series)",
     }
     for name, kind in _FLAGS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                            metavar="FILE" if name in ("text", "data") else None,
                             help=f"{helps[name]} (default: the task's)")
     parser.add_argument("--config", type=pathlib.Path, default=None, metavar="FILE",
                         help="a JSON object of config keys (a run's config.json works); command-line values win")
@@ -437,12 +501,7 @@ def main_train(args: argparse.Namespace, tasks: Optional[dict] = None, *, log: C
         if name not in tasks:
             raise RunError(f"unknown task {name!r}; choose one of {', '.join(tasks)}")
         overrides.pop("task", None)
-        for key in _FLAGS:
-            value = getattr(args, key, None)
-            if value is not None:
-                if key in _POSITIVE and value < 1:
-                    raise RunError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
-                overrides[key] = value
+        overrides.update(flag_overrides(args))
         task = tasks[name]
         out = args.out
         if out is None:
@@ -465,4 +524,88 @@ def main_tasks(tasks: Optional[dict] = None, *, out=None) -> int:
         print(f"{task.name}: {task.summary}", file=out)
         defaults = ", ".join(f"{k}={v}" for k, v in task.defaults.items())
         print(f"    defaults: {defaults}; early stopping on validation {metric} ({mode})", file=out)
+    return 0
+
+
+# The options of `jaxrnn generate`.
+GENERATE_LENGTH, GENERATE_TEMPERATURE = 200, 0.8
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``jaxrnn generate`` to ``parser``."""
+    parser.add_argument("--out", type=pathlib.Path, required=True, metavar="RUN_DIR",
+                        help="the folder of a charlm run (`jaxrnn train --task charlm --out RUN_DIR`)")
+    parser.add_argument("--prompt", default=None,
+                        help="text to continue (default: the run's prompt, the start of its test split)")
+    parser.add_argument("--length", type=int, default=GENERATE_LENGTH,
+                        help=f"characters to generate (default {GENERATE_LENGTH})")
+    parser.add_argument("--temperature", type=float, default=GENERATE_TEMPERATURE,
+                        help=f"sampling temperature > 0; lower is more conservative (default {GENERATE_TEMPERATURE})")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same text (default 0)")
+
+
+def generate(out_dir, prompt: Optional[str] = None, *, length: int = GENERATE_LENGTH,
+             temperature: float = GENERATE_TEMPERATURE, seed: int = 0) -> tuple:
+    """Continue ``prompt`` with the latest checkpoint of the charlm run in ``out_dir``.
+
+    Samples with the parameters ``report`` scores: those of the best evaluation so
+    far, or the latest ones before any evaluation (see :func:`jaxrnn._tasks.sample`).
+
+    Returns:
+      ``(prompt, text)``: the prompt used and the ``length`` characters drawn.
+
+    Raises:
+      RunError: no run or no checkpoint in ``out_dir``, a run of another task, a
+        temperature <= 0, a length < 1, or prompt characters outside the run's vocabulary.
+    """
+    from jaxrnn import _tasks, data
+
+    out_dir = pathlib.Path(out_dir)
+    if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
+        raise RunError(f"--temperature must be a positive number, got {temperature!r}.")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise RunError(f"--length must be an integer >= 1, got {length!r}.")
+    try:
+        config = json.loads((out_dir / "config.json").read_text())
+    except OSError:
+        raise RunError(f"--out {out_dir} holds no run (no config.json); train one with "
+                       f"`jaxrnn train --task charlm --out {out_dir}`.") from None
+    except ValueError as error:
+        raise RunError(f"--out {out_dir} has an unreadable config.json ({error}).") from error
+    if config.get("task") != "charlm":
+        raise RunError(f"--out {out_dir} holds a {config.get('task')!r} run; generate needs a charlm run "
+                       f"(`jaxrnn train --task charlm --out DIR`).")
+    try:
+        saved = json.loads((out_dir / _tasks.VOCAB_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RunError(f"--out {out_dir} has no readable {_tasks.VOCAB_FILE} ({error}); train the run again.") from error
+    vocab = data.CharVocab(saved["chars"])
+    prompt = saved["prompt"] if prompt is None else prompt
+    if not prompt:
+        raise RunError("--prompt must not be empty.")
+    unknown = sorted(set(prompt) - set(vocab.chars))
+    if unknown:
+        raise RunError(f"--prompt has {len(unknown)} characters outside the run's vocabulary: "
+                       f"{', '.join(map(repr, unknown))}; the run knows {vocab.chars!r}.")
+    found = _checkpoint.latest(out_dir / "checkpoints")
+    if found is None:
+        raise RunError(f"--out {out_dir} holds no checkpoint yet; train the run first.")
+    model, head, init_params = _tasks.charlm_model(config, vocab.size)
+    template = initial_loop(init_params, model.initial_state((config["batch_size"],)), config,
+                            train.default_optimizer(config["learning_rate"]))
+    loop, _, _ = _checkpoint.restore(found, template)
+    params = loop.best_params if loop.best_step >= 0 else loop.train.params
+    return prompt, _tasks.sample(model, head, params, vocab, prompt, length, temperature, jax.random.key(seed))
+
+
+def main_generate(args: argparse.Namespace, *, out=None) -> int:
+    """``jaxrnn generate``: print the prompt and its continuation; returns 0, or 2 for a usage error."""
+    out = sys.stdout if out is None else out
+    try:
+        prompt, text = generate(args.out, args.prompt, length=args.length, temperature=args.temperature,
+                                seed=args.seed)
+    except RunError as error:
+        print(f"jaxrnn generate: error: {error}", file=sys.stderr)
+        return 2
+    print(prompt + text, file=out)
     return 0

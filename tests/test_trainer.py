@@ -31,6 +31,8 @@ class Setup(NamedTuple):
     eval_batches: Any
     eval_fn: Callable
     report: Callable
+    initial_carry: Any = None
+    files: Any = None
 
 
 W_TRUE = np.array([1.0, -2.0, 0.5], np.float32)
