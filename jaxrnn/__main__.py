@@ -1,8 +1,9 @@
 """The ``jaxrnn`` command (also ``python -m jaxrnn``).
 
 - ``jaxrnn`` or ``jaxrnn demo``: a short demo that trains a small model;
-- ``jaxrnn train`` / ``jaxrnn tasks``: training on the built-in tasks (:mod:`jaxrnn._trainer`,
-  :mod:`jaxrnn._tasks`);
+- ``jaxrnn train`` / ``tasks`` / ``sweep`` / ``compare`` / ``generate``: training on the
+  built-in tasks and users' CSV data (:mod:`jaxrnn._trainer`, :mod:`jaxrnn._tasks`,
+  :mod:`jaxrnn._sweep`);
 - ``jaxrnn bench``: the benchmark suite (:mod:`jaxrnn._bench`).
 
 The demo trains a recurrent network on the adding problem (two marked values among T
@@ -133,17 +134,41 @@ def main(argv=None) -> int:
                     "checkpoints; running the same command again resumes the run.")
     commands.add_parser("tasks", help="list the built-in tasks and their defaults",
                         description="List the built-in tasks, their defaults and the metric they stop early on.")
+    sweep_parser = commands.add_parser(
+        "sweep", help="train one task at several hidden sizes: validation metric and time per size",
+        description="How to choose the hidden size: train the task at each size; writes a table and a plot.")
+    compare_parser = commands.add_parser(
+        "compare", help="train several cells on one task and plot their validation curves together",
+        description="Train each cell on the same task and config; one figure of their validation curves.")
+    generate_parser = commands.add_parser(
+        "generate", help="sample text from a trained charlm run",
+        description="Sample text from the latest checkpoint of a charlm run, with a temperature.")
     if argv[:1] == ["bench"]:
         _add_bench_options(bench)
+    # Each command's options import its module, so `jaxrnn demo` stays light.
     if argv[:1] == ["train"]:
         from jaxrnn import _trainer
 
         _trainer.add_train_arguments(train_parser)
-    args = parser.parse_args(argv or ["demo"])
-    if args.command in ("train", "tasks"):
+    elif argv[:1] == ["generate"]:
         from jaxrnn import _trainer
 
-        return _trainer.main_train(args) if args.command == "train" else _trainer.main_tasks()
+        _trainer.add_generate_arguments(generate_parser)
+    elif argv[:1] in (["sweep"], ["compare"]):
+        from jaxrnn import _sweep
+
+        _sweep.add_sweep_arguments(sweep_parser)
+        _sweep.add_compare_arguments(compare_parser)
+    args = parser.parse_args(argv or ["demo"])
+    if args.command in ("train", "tasks", "generate"):
+        from jaxrnn import _trainer
+
+        run_command = {"train": _trainer.main_train, "generate": _trainer.main_generate}.get(args.command)
+        return run_command(args) if run_command else _trainer.main_tasks()
+    if args.command in ("sweep", "compare"):
+        from jaxrnn import _sweep
+
+        return _sweep.main_sweep(args) if args.command == "sweep" else _sweep.main_compare(args)
     if args.command == "bench":
         from jaxrnn import _bench
 

@@ -135,3 +135,39 @@ def test_tasks_command_lists_the_tasks(capsys):
     assert main(["tasks"]) == 0
     text = capsys.readouterr().out
     assert all(f"{name}:" in text for name in ("adding", "copy", "sunspots", "digits"))
+
+
+def test_train_command_takes_a_users_csv_series(tmp_path):
+    values = "\n".join(f"{v:.4f}" for v in __import__("numpy").sin(__import__("numpy").arange(200) / 5.0))
+    (tmp_path / "series.csv").write_text("value\n" + values + "\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxrnn", "train", "--task", "series", "--data", "series.csv", "--column", "0",
+         "--steps", "10", "--window", "8", "--hidden", "8", "--out", "run"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"] == str(tmp_path / "series.csv") and config["column"] == 0  # absolute path, int index
+    assert (tmp_path / "run" / "forecast.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "--out", "no-such-run"], "jaxrnn generate: error:"),
+        (["sweep", "--hidden", "32,x"], "x"),
+        (["compare", "--cells", "lstm,transformer"], "transformer"),
+        (["train", "--task", "nope"], "jaxrnn train: error: unknown task 'nope'"),
+        (["train", "--task", "adding", "--cell", "rnn", "--out", "unused"], "--cell must be one of lstm, gru, elman, got 'rnn'"),
+    ],
+)
+def test_training_commands_report_bad_input_without_a_traceback(capsys, tmp_path, monkeypatch, argv, message):
+    from jaxrnn.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
