@@ -208,7 +208,7 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
         with open(metrics_path, "a") as records:
             while True:
                 if step > 0 and (step % eval_every == 0 or step == steps) and loop.evaluated_step != step:
-                    last_val = train.evaluate(eval_step, loop.train.params, setup.eval_batches)
+                    last_val = train.evaluate(eval_step, loop.train.params, _eval_progress(setup.eval_batches, bar))
                     _write(records, {"step": step, "split": "val", **last_val, "time_s": time.perf_counter() - start})
                     if metric not in last_val:
                         raise RunError(f"task {task.name!r} monitors {metric!r}, but eval_fn gives {sorted(last_val)}.")
@@ -306,6 +306,15 @@ def _make_step(setup, optimizer) -> Callable:
             return state, metrics.pop("carry"), metrics
 
     return step
+
+
+def _eval_progress(batches, bar):
+    """The validation batches, under a second, transient bar while the training bar shows."""
+    if bar is None:
+        return batches
+    from tqdm import tqdm
+
+    return tqdm(batches, desc="evaluating", unit="batch", leave=False, position=1, file=sys.stderr)
 
 
 def _bar(steps: int, initial: int, name: str):

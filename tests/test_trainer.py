@@ -188,6 +188,7 @@ def test_progress_bar(tmp_path, capsys):
     _trainer.run(_task(), {"steps": 2}, tmp_path, progress=True, log=print)
     err = capsys.readouterr().err
     assert "2/2" in err and "step" in err
+    assert "evaluating" in err  # the validation pass has its own (transient) bar
 
 
 # ------------------------------------------------------------------------------- CLI
