@@ -79,3 +79,9 @@ def test_charlm_example_reports_bits_per_character_and_samples():
     assert 0 < bits < 2 * uniform  # 3 steps: only finite and printed
     sample = out.split("sample (temperature 0.7):\n", 1)[1]
     assert sample.startswith("The ") and len(sample) >= len("The ") + 20
+
+
+def test_own_data_example_forecasts_a_csv_series():
+    out = run_example("own_data.py", "--steps", "150")
+    rmse, persistence = (float(v) for v in re.search(r"test RMSE (\S+)\s+\(persistence (\S+)\)", out).groups())
+    assert math.isfinite(rmse) and rmse < persistence  # the cycles are learnable; persistence ignores them
