@@ -73,16 +73,6 @@ def _comma_list(choices):
     return parse
 
 
-def _parsed(parse):
-    def wrapped(text):
-        try:
-            return parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return wrapped
-
-
 def _add_demo_options(parser):
     parser.add_argument("--cell", choices=sorted(CELLS), default="lstm", help="recurrent cell (default lstm)")
     parser.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
@@ -93,13 +83,14 @@ def _add_demo_options(parser):
 
 def _add_bench_options(parser):
     from jaxrnn import _bench  # heavy imports (flax, peers) only for this command
+    from jaxrnn._trainer import argument_type
 
     impls = list(_bench.ALL_IMPLS)
     parser.add_argument("--cells", type=_comma_list(list(_bench.CELLS)), default=list(_bench.CELLS),
                         help="cells to measure (default lstm,gru,elman)")
-    parser.add_argument("--shapes", type=_parsed(_bench.parse_shapes), default=None,
+    parser.add_argument("--shapes", type=argument_type(_bench.parse_shapes), default=None,
                         help="table rows BxTxH, comma-separated (default per backend)")
-    parser.add_argument("--sweep", type=_parsed(_bench.parse_sweep), default=None,
+    parser.add_argument("--sweep", type=argument_type(_bench.parse_sweep), default=None,
                         help="sequence-length sweep BATCHxHIDDEN:T1,T2,... (default per backend)")
     parser.add_argument("--impls", type=_comma_list(impls), default=None,
                         help=f"implementations (default: all available; {', '.join(impls)}); "

@@ -352,26 +352,16 @@ def _add_shared_arguments(parser: argparse.ArgumentParser, varied: str, kind: st
                              "resumes it without retraining the finished runs")
 
 
-def _argument_type(parse):
-    def wrapped(text):
-        try:
-            return parse(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return wrapped
-
-
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn sweep`` to ``parser``."""
-    parser.add_argument("--hidden", type=_argument_type(parse_sizes), default=list(DEFAULT_HIDDEN), metavar="N,N,...",
+    parser.add_argument("--hidden", type=_trainer.argument_type(parse_sizes), default=list(DEFAULT_HIDDEN), metavar="N,N,...",
                         help=f"the hidden sizes to train (default {','.join(map(str, DEFAULT_HIDDEN))})")
     _add_shared_arguments(parser, "hidden", "sweep")
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn compare`` to ``parser``."""
-    parser.add_argument("--cells", type=_argument_type(parse_cells), default=list(DEFAULT_CELLS), metavar="CELL,...",
+    parser.add_argument("--cells", type=_trainer.argument_type(parse_cells), default=list(DEFAULT_CELLS), metavar="CELL,...",
                         help=f"the cells to train (default {','.join(DEFAULT_CELLS)})")
     _add_shared_arguments(parser, "cell", "compare")
 

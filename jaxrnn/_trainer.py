@@ -424,6 +424,18 @@ _POSITIVE = ("hidden", "layers", "steps", "batch_size", "length", "eval_every", 
 DEFAULT_TASK = "adding"
 
 
+def argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` as an argparse ``type``: its ValueError becomes argparse's usage error."""
+
+    def wrapped(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return wrapped
+
+
 def _flag_value(key: str, value):
     """Files as absolute paths (a resumed run compares its config), column indices as ints."""
     if key in ("text", "data"):
