@@ -23,8 +23,8 @@ import numpy as np
 
 import jaxrnn as jr
 from jaxrnn import data, train
-from jaxrnn._tasks import (_SHARED, Setup, Task, _figure, _init, _int, _minibatch, _model,
-                           _save_figure, _series_setup, _stream_seed)
+from jaxrnn._tasks import (_SHARED, Setup, Task, _classification_report, _init, _int, _minibatch, _model,
+                           _series_setup, _stream_seed)
 
 # The seed stream of the text task's split; _tasks uses 0 to 2 for train, validation, test.
 _SPLIT = 3
@@ -138,24 +138,10 @@ def _build_text(config: dict) -> Setup:
         tests = batches(test_split)
         predicted = np.concatenate([np.asarray(predict(params, b)) for b in tests]).astype(np.int32)
         truth = labelled.labels[test_split]
-        confusion = np.asarray(train.confusion_matrix(predicted, truth, classes))
-        scores = train.precision_recall_f1(predicted, truth, classes)
         majority = np.bincount(labelled.labels[train_split], minlength=classes).argmax()
-        fig, ax = _figure(figsize=(1.5 + 0.6 * classes, 1.5 + 0.6 * classes))
-        ax.imshow(confusion, cmap="Blues")
-        for (row, col), count in np.ndenumerate(confusion):
-            ax.text(col, row, str(count), ha="center", va="center",
-                    color="white" if count > confusion.max() / 2 else "black")
-        ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes),
-               xticklabels=labelled.classes, yticklabels=labelled.classes,
-               title=f"{os.path.basename(path)}, test split")
-        ax.tick_params(axis="x", labelrotation=90)
-        return {"test_accuracy": float(np.mean(predicted == truth)),
-                "test_macro_f1": float(scores.f1),
-                "majority_accuracy": float(np.mean(truth == majority)),
-                "classes": list(labelled.classes),
-                "confusion_matrix": confusion.tolist(),
-                "plot": _save_figure(fig, out_dir, "confusion.png")}
+        report = _classification_report(predicted, truth, classes, out_dir, class_names=labelled.classes,
+                                        title=f"{os.path.basename(path)}, test split")
+        return {**report, "majority_accuracy": float(np.mean(truth == majority)), "classes": list(labelled.classes)}
 
     return Setup(
         init_params=_init(model, head),

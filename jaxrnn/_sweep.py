@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-from jaxrnn import _trainer
+from jaxrnn import _tasks, _trainer
 from jaxrnn._trainer import RunError
 
 # The cells `jaxrnn compare` trains by default, in the order they are drawn.
@@ -57,8 +57,6 @@ def parse_sizes(text: str) -> list:
 def parse_cells(text: str, cells=None) -> list:
     """``"lstm,elman"`` -> ``["lstm", "elman"]``; raises ValueError naming an unknown or repeated cell."""
     if cells is None:
-        from jaxrnn import _tasks
-
         cells = list(_tasks.CELLS)
     items = [t.strip() for t in text.split(",")]
     if not any(items):
@@ -219,7 +217,7 @@ def sweep(task, config: dict, hidden_sizes: list, out_dir, *, progress: Optional
 
 
 def _plot_sweep(result: dict, path: pathlib.Path) -> None:
-    plt = _pyplot()
+    plt = _tasks.pyplot()
     runs = sorted(result["runs"], key=lambda r: r["hidden"])
     sizes = [r["hidden"] for r in runs]
     metric = result["monitor"]["metric"]
@@ -276,7 +274,7 @@ def compare(task, config: dict, cells: list, out_dir, *, progress: Optional[bool
 
 
 def _plot_compare(result: dict, path: pathlib.Path) -> None:
-    plt = _pyplot()
+    plt = _tasks.pyplot()
     metric, mode = result["monitor"]["metric"], result["monitor"]["mode"]
     fig, axes = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     values = []
@@ -304,15 +302,6 @@ def _plot_compare(result: dict, path: pathlib.Path) -> None:
 
 
 # --------------------------------------------------------------------------- output
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _config_line(result: dict) -> str:

@@ -131,19 +131,42 @@ def _save_figure(fig, out_dir, name: str) -> str:
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    pyplot().close(fig)
     return name
 
 
-def _figure(**kwargs):
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend (runs need no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(**kwargs)
+    return plt
+
+
+def _figure(**kwargs):
+    return pyplot().subplots(**kwargs)
+
+
+def _classification_report(predicted, truth, classes: int, out_dir, *, title: str, class_names=None) -> dict:
+    """Test accuracy, macro F1, the confusion matrix and its plot ``confusion.png``."""
+    confusion = np.asarray(train.confusion_matrix(predicted, truth, classes))
+    scores = train.precision_recall_f1(predicted, truth, classes)
+    size = 5 if class_names is None else 1.5 + 0.6 * classes
+    fig, ax = _figure(figsize=(size, size))
+    ax.imshow(confusion, cmap="Blues")
+    for (row, col), count in np.ndenumerate(confusion):
+        ax.text(col, row, str(count), ha="center", va="center",
+                color="white" if count > confusion.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes), title=title)
+    if class_names is not None:
+        ax.set(xticklabels=class_names, yticklabels=class_names)
+        ax.tick_params(axis="x", labelrotation=90)
+    return {"test_accuracy": float(np.mean(predicted == truth)),
+            "test_macro_f1": float(scores.f1),
+            "confusion_matrix": confusion.tolist(),
+            "plot": _save_figure(fig, out_dir, "confusion.png")}
 
 
 # ------------------------------------------------------------------------------ adding
@@ -321,20 +344,8 @@ def _build_digits(config: dict) -> Setup:
     def report(params, out_dir) -> dict:
         test = digits.test
         predicted = np.asarray(jnp.argmax(jax.jit(forward)(params, test.xs), axis=-1)).astype(np.int32)
-        confusion = np.asarray(train.confusion_matrix(predicted, test.labels, classes))
-        scores = train.precision_recall_f1(predicted, test.labels, classes)
-        fig, ax = _figure(figsize=(5, 5))
-        ax.imshow(confusion, cmap="Blues")
-        for (row, col), count in np.ndenumerate(confusion):
-            ax.text(col, row, str(count), ha="center", va="center",
-                    color="white" if count > confusion.max() / 2 else "black")
-        ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes),
-               title="digits, test split")
-        return {"test_accuracy": float(np.mean(predicted == test.labels)),
-                "test_macro_f1": float(scores.f1),
-                "chance_accuracy": 1.0 / classes,
-                "confusion_matrix": confusion.tolist(),
-                "plot": _save_figure(fig, out_dir, "confusion.png")}
+        report = _classification_report(predicted, test.labels, classes, out_dir, title="digits, test split")
+        return {**report, "chance_accuracy": 1.0 / classes}
 
     return Setup(
         init_params=_init(model, head),

@@ -391,10 +391,9 @@ def _summary_line(summary: dict) -> str:
 
 def _plot(metrics_path: pathlib.Path, path: pathlib.Path, metric: str, name: str) -> None:
     """``curves.png``: the train loss and the monitored validation metric against the step."""
-    import matplotlib
+    from jaxrnn._tasks import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     records = _read_records(metrics_path)
     train_points = [(r["step"], r["loss"]) for r in records if r["split"] == "train" and "loss" in r]

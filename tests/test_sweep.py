@@ -145,7 +145,7 @@ def test_main_sweep_errors(tmp_path, capsys):
 
 def test_compare_draws_one_line_per_cell_on_the_adding_problem(tmp_path, monkeypatch):
     closed = []  # the figures drawn, the last one compare.png
-    monkeypatch.setattr(_sweep._pyplot(), "close", closed.append)
+    monkeypatch.setattr(_tasks.pyplot(), "close", closed.append)
     args = _args(_sweep.add_compare_arguments, ["--task", "adding", "--cells", "lstm,elman", "--hidden", "8",
                                                 "--length", "10", "--steps", "20", "--eval-every", "10",
                                                 "--batch-size", "16", "--out", str(tmp_path)])
