@@ -24,11 +24,21 @@ that step so no step is logged twice.
 
 Steps are counted as updates done: batch ``train_batch(s)`` makes update ``s + 1``,
 and ``metrics.jsonl`` logs it as ``"step": s + 1``.
+
+Data parallel (``mesh``, ``jaxrnn train --devices N|all``): every batch is split
+over the mesh's devices, parameters and optimiser state replicated
+(:mod:`jaxrnn._parallel`). The device count is not part of the config: a run
+resumes on any count that divides its batch size, with the losses of one device
+up to float rounding (bit for bit on the same count). With several processes
+(``jax.distributed``) every process runs the same loop in lockstep; process 0
+alone reads and writes the folder and logs, and hands the resumed state to the
+others, so ``--out`` need not be shared between hosts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import pathlib
@@ -40,6 +50,7 @@ import jax
 import numpy as np
 
 from jaxrnn import _checkpoint
+from jaxrnn import _parallel
 from jaxrnn import train
 
 DEFAULT_PATIENCE = 10  # evaluations without improvement before early stopping
@@ -126,7 +137,8 @@ def _claim(out_dir: pathlib.Path, config: dict) -> None:
 # ------------------------------------------------------------------------------ loop
 
 
-def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Callable[[str], Any] = print) -> dict:
+def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Callable[[str], Any] = print,
+        mesh: Optional[jax.sharding.Mesh] = None) -> dict:
     """Train ``task`` with ``config`` in ``out_dir``, resuming the run already there.
 
     Each step is ``state, metrics = train_step(state, setup.train_batch(step))`` with
@@ -146,7 +158,9 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
       out_dir: the run's folder, created if missing.
       progress: a tqdm bar (True), plain lines every ``log_every`` steps (False), or
         a bar only when stderr is a terminal (None).
-      log: where messages go, one string per call.
+      log: where messages go, one string per call (process 0's only).
+      mesh: None (one device), or a mesh from :func:`jaxrnn.train.make_mesh`:
+        data parallel over its devices, which must divide ``batch_size``.
 
     Returns:
       The summary also written to ``summary.json``: ``{"task", "status" ("done",
@@ -154,40 +168,51 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
       "best" ({"metric", "value", "step"}), "report", "time_s", "out"}``.
 
     Raises:
-      RunError: a bad config (``task.build``'s ValueErrors included), or ``out_dir``
-        holds another run's ``config.json``.
+      RunError: a bad config (``task.build``'s ValueErrors included), a batch size
+        the mesh's device count does not divide, or ``out_dir`` holds another
+        run's ``config.json``.
       KeyboardInterrupt: re-raised after saving a checkpoint at the last completed step.
     """
     out_dir = pathlib.Path(out_dir)
     config = resolve_config(task, dict(config))
-    _claim(out_dir, config)
+    primary = _parallel.is_primary()
+    log = log if primary else _silent
+    _claim_on_primary(out_dir, config)
     try:
         setup = task.build(config)
+        if mesh is not None:
+            _parallel.check_batch_size(config["batch_size"], mesh, name="--batch-size")
     except ValueError as error:
         raise RunError(str(error)) from error
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if primary:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     steps, eval_every, log_every = config["steps"], config["eval_every"], config["log_every"]
     patience = config["patience"]
     metric, mode = task.monitor
     optimizer = train.default_optimizer(config["learning_rate"])
-    train_step = _make_step(setup, optimizer)
-    eval_step = jax.jit(setup.eval_fn)
-    for name, text in (setup.files or {}).items():
+    train_step = _make_step(setup, optimizer, mesh=mesh)
+    eval_step = train.make_eval_step(setup.eval_fn, mesh=mesh)
+    for name, text in (setup.files or {}).items() if primary else ():
         (out_dir / name).write_text(text, encoding="utf-8")
 
     loop = initial_loop(setup.init_params, setup.initial_carry, config, optimizer)
     checkpoints = out_dir / "checkpoints"
     metrics_path = out_dir / "metrics.jsonl"
-    found = _checkpoint.latest(checkpoints)
+    found = _checkpoint.latest(checkpoints) if primary else None
     saved_step = None
-    if found is None:
-        metrics_path.unlink(missing_ok=True)
-    else:
+    if found is not None:
         loop, saved_step, _ = _checkpoint.restore(found, loop)
         _cut_metrics(metrics_path, saved_step, loop.evaluated_step)
         log(f"resumed from step {saved_step}")
+    elif primary:
+        metrics_path.unlink(missing_ok=True)
+    if jax.process_count() > 1:
+        loop, resumed = _parallel.broadcast((loop, saved_step is not None))
+        saved_step = int(loop.train.step) if resumed else None
+    if mesh is not None:
+        log(_mesh_line(mesh, config["batch_size"]))
 
     step = int(loop.train.step)
     start = time.perf_counter() - loop.time_s
@@ -196,16 +221,18 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
     def save(loop: LoopState) -> LoopState:
         nonlocal saved_step
         loop = loop._replace(time_s=time.perf_counter() - start)
-        _checkpoint.save(checkpoints, loop, step=step, config=config)
+        whole = _parallel.gather(loop)  # every process takes part; process 0 writes
+        if primary:
+            _checkpoint.save(checkpoints, whole, step=step, config=config)
         saved_step = step
         return loop
 
-    show = sys.stderr.isatty() if progress is None else progress
+    show = primary and (sys.stderr.isatty() if progress is None else progress)
     bar = _bar(steps, step, task.name) if show else None
     say = _writer(log, bar)
     lap_step, lap_time = step, time.perf_counter()
     try:
-        with open(metrics_path, "a") as records:
+        with open(metrics_path, "a") if primary else contextlib.nullcontext() as records:
             while True:
                 if step > 0 and (step % eval_every == 0 or step == steps) and loop.evaluated_step != step:
                     last_val = train.evaluate(eval_step, loop.train.params, _eval_progress(setup.eval_batches, bar))
@@ -257,10 +284,12 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
 
     elapsed = time.perf_counter() - start
     report = None
-    if status != "nonfinite":
+    if status != "nonfinite" and primary:
         report_params = loop.best_params if loop.best_step >= 0 else loop.train.params
-        report = setup.report(report_params, out_dir)
-    _plot(metrics_path, out_dir / "curves.png", metric, task.name)
+        # On one device, as without a mesh: the report's own jitted functions run locally.
+        report = setup.report(report_params if mesh is None else jax.device_get(report_params), out_dir)
+    if primary:
+        _plot(metrics_path, out_dir / "curves.png", metric, task.name)
     summary = {
         "task": task.name,
         "status": status,
@@ -271,9 +300,33 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
         "time_s": elapsed,
         "out": str(out_dir),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
+    if primary:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
     log(_summary_line(summary))
     return summary
+
+
+def _silent(message: str) -> None:
+    """The log of processes other than 0: one copy of each message is enough."""
+
+
+def _claim_on_primary(out_dir: pathlib.Path, config: dict) -> None:
+    """:func:`_claim` on process 0; when it refuses, every process raises."""
+    refusal = None
+    if _parallel.is_primary():
+        try:
+            _claim(out_dir, config)
+        except RunError as error:
+            refusal = error
+    if _parallel.broadcast(refusal is not None):
+        raise refusal or RunError(f"process 0 refused --out {out_dir}; see its message.")
+
+
+def _mesh_line(mesh, batch_size: int) -> str:
+    devices = mesh.devices.flat[0]
+    processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    return (f"data parallel over {mesh.size} {devices.platform} devices{processes}: "
+            f"batch {batch_size}, {batch_size // mesh.size} per device")
 
 
 def initial_loop(init_params: Callable, initial_carry: Any, config: dict, optimizer) -> LoopState:
@@ -283,10 +336,13 @@ def initial_loop(init_params: Callable, initial_carry: Any, config: dict, optimi
     return LoopState(train.init_state(params, optimizer, rng), math.nan, -1, 0, -1, params, 0.0, initial_carry)
 
 
-def _make_step(setup, optimizer) -> Callable:
-    """``step(state, carry, batch) -> (state, carry, metrics)``, jitted, for either kind of ``loss_fn``."""
+def _make_step(setup, optimizer, *, mesh=None) -> Callable:
+    """``step(state, carry, batch) -> (state, carry, metrics)``, jitted, for either kind of ``loss_fn``.
+
+    With a ``mesh`` the carry is split over its devices with the batch, row by row.
+    """
     if setup.initial_carry is None:
-        independent = train.make_train_step(setup.loss_fn, optimizer)
+        independent = train.make_train_step(setup.loss_fn, optimizer, mesh=mesh)
 
         def step(state, carry, batch):
             state, metrics = independent(state, batch)
@@ -299,7 +355,7 @@ def _make_step(setup, optimizer) -> Callable:
             loss, carry = setup.loss_fn(params, batch, carry, rng)
             return loss, {"carry": carry}
 
-        carried = train.make_train_step(loss_fn, optimizer)
+        carried = train.make_train_step(loss_fn, optimizer, mesh=mesh)
 
         def step(state, carry, batch):
             state, metrics = carried(state, (batch, carry))
@@ -336,6 +392,8 @@ def _writer(log, bar) -> Callable[[str], None]:
 
 
 def _write(records, record: dict) -> None:
+    if records is None:  # not process 0
+        return
     records.write(json.dumps(record, default=_jsonable) + "\n")
     records.flush()
 
@@ -479,6 +537,25 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a JSON object of config keys (a run's config.json works); command-line values win")
     parser.add_argument("--out", type=pathlib.Path, default=None, metavar="DIR",
                         help="the run's folder (default runs/TASK-CELL); an existing run there is resumed")
+    add_parallel_arguments(parser, what="the batch is split over them; they must divide --batch-size")
+    scale = parser.add_argument_group(
+        "more than one process (jax.distributed): run the same command on every host; process 0 writes --out")
+    scale.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
+                       help="process 0's address and a free port (default: $JAX_COORDINATOR_ADDRESS)")
+    scale.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="how many processes take part (default: $JAX_NUM_PROCESSES)")
+    scale.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process's index, 0 to N-1 (default: $JAX_PROCESS_ID)")
+    scale.add_argument("--distributed", action="store_true",
+                       help="initialise jax.distributed even without the options above, letting JAX detect "
+                            "the cluster (Cloud TPU slices, SLURM, Open MPI, Kubernetes)")
+
+
+def add_parallel_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """Add ``--devices N|all`` (None when not given) to ``parser``; ``what`` ends its help."""
+    parser.add_argument("--devices", type=argument_type(_parallel.parse_devices), default=None, metavar="N|all",
+                        help=f"data parallel over N devices of each process, or all of them; {what} "
+                             f"(default: one device, or all with more than one process)")
 
 
 def _default_tasks() -> dict:
@@ -516,6 +593,7 @@ def main_train(args: argparse.Namespace, tasks: Optional[dict] = None, *, log: C
     """
     tasks = _default_tasks() if tasks is None else tasks
     try:
+        mesh = _mesh(args)
         overrides = {} if args.config is None else _read_config_file(args.config)
         name = args.task if args.task is not None else overrides.get("task", DEFAULT_TASK)
         if name not in tasks:
@@ -527,12 +605,23 @@ def main_train(args: argparse.Namespace, tasks: Optional[dict] = None, *, log: C
         if out is None:
             cell = {**task.defaults, **overrides}.get("cell")
             out = pathlib.Path("runs") / (f"{name}-{cell}" if cell else name)
-        summary = run(task, overrides, out, log=log)
+        summary = run(task, overrides, out, log=log, mesh=mesh)
     except RunError as error:
         return _error(str(error))
     except KeyboardInterrupt:
         return 130
     return 1 if summary["status"] == "nonfinite" else 0
+
+
+def _mesh(args: argparse.Namespace) -> Optional[jax.sharding.Mesh]:
+    """Initialise jax.distributed if asked to, then the mesh of ``--devices``; None for one device."""
+    try:
+        distributed = _parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id,
+                                                       required=args.distributed)
+        devices = args.devices if args.devices is not None else ("all" if distributed else None)
+        return None if devices is None else _parallel.make_mesh(devices, name="--devices")
+    except ValueError as error:
+        raise RunError(str(error)) from error
 
 
 def main_tasks(tasks: Optional[dict] = None, *, out=None) -> int:

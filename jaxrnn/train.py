@@ -10,6 +10,12 @@ Masks: wherever a ``mask`` is taken it may be ``None`` (all entries count), or a
 bool / 0-1 array whose shape is a leading part of the per-entry shape, typically
 ``[B, T]`` (per step) or ``[B]`` (per sequence). Non-zero entries count. A mean over
 no valid entries is 0.0, not NaN, so a fully padded batch adds nothing.
+
+Data parallelism: the step factories take ``mesh=``, a mesh from :func:`make_mesh`
+whose axis :data:`DATA_AXIS` the batch's leading axis is split over; parameters
+and optimiser state are replicated and XLA reduces the gradients across devices
+(:mod:`jaxrnn._parallel`). The losses are those of one device, up to float
+rounding. :func:`shard_batch` and :func:`replicate` place arrays by hand.
 """
 
 from __future__ import annotations
@@ -23,7 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrnn import _parallel
 from jaxrnn._cells import carry_dtype, check_positive_int
+from jaxrnn._parallel import DATA_AXIS as DATA_AXIS
+from jaxrnn._parallel import make_mesh as make_mesh
+from jaxrnn._parallel import replicate as replicate
+from jaxrnn._parallel import shard_batch as shard_batch
 
 Array = jax.Array
 
@@ -434,7 +445,8 @@ def _guarded_update(loss_fn, optimizer, state: TrainState, *args):
 
 
 def make_train_step(
-    loss_fn: Callable[[Any, Any, Array], tuple[Array, dict]], optimizer: optax.GradientTransformation
+    loss_fn: Callable[[Any, Any, Array], tuple[Array, dict]], optimizer: optax.GradientTransformation, *,
+    mesh: Optional[jax.sharding.Mesh] = None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
     """A jitted training step: gradient of ``loss_fn``, then one optimiser update.
 
@@ -450,6 +462,11 @@ def make_train_step(
       loss_fn: ``loss_fn(params, batch, rng) -> (loss, aux)`` with a scalar loss and
         ``aux`` a dict of scalar metrics (``{}`` for none).
       optimizer: an ``optax.GradientTransformation``, e.g. :func:`default_optimizer`.
+      mesh: None (one device), or a mesh from :func:`make_mesh`: each call splits
+        the batch's leading axis over its devices (every array of the batch has
+        the batch size B as its leading axis; arrays without axes are
+        replicated), replicates ``state``, and the returned state stays
+        replicated. B must be divisible by the device count.
 
     Returns:
       ``train_step(state, batch) -> (state, metrics)``, jitted; ``metrics`` holds
@@ -459,6 +476,7 @@ def make_train_step(
     Raises:
       ValueError (when the step is first traced): the loss is not a scalar.
       TypeError (when the step is first traced): ``aux`` is not a dict.
+      ValueError (with ``mesh``, at each call): B is not divisible by the device count.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -487,15 +505,22 @@ def make_train_step(
             )
         return state, {**aux, "loss": loss, "grad_norm": grad_norm, "finite": finite}
 
-    return jax.jit(train_step)
+    if mesh is None:
+        return jax.jit(train_step)
+    return _parallel.data_parallel(train_step, mesh, batch_argnums=(1,), replicated_outputs=(0,))
 
 
-def make_eval_step(metric_fn: Callable[[Any, Any], dict]) -> Callable[[Any, Any], dict]:
+def make_eval_step(metric_fn: Callable[[Any, Any], dict], *,
+                   mesh: Optional[jax.sharding.Mesh] = None) -> Callable[[Any, Any], dict]:
     """A jitted evaluation step.
 
     Args:
       metric_fn: ``metric_fn(params, batch) -> dict`` of scalar metrics of one batch
         (means over its examples, e.g. :func:`cross_entropy`, :func:`accuracy`).
+      mesh: None (one device), or a mesh from :func:`make_mesh`: the batch is
+        split over its devices as in :func:`make_train_step`, except that a batch
+        whose size the device count does not divide is replicated (a validation
+        set of any size works; every device then computes all of it).
 
     Returns:
       ``eval_step(params, batch) -> dict``, jitted; use it with :func:`evaluate`.
@@ -512,7 +537,9 @@ def make_eval_step(metric_fn: Callable[[Any, Any], dict]) -> Callable[[Any, Any]
     """
     if not callable(metric_fn):
         raise TypeError(f"metric_fn must be callable, got {type(metric_fn).__name__}.")
-    return jax.jit(metric_fn)
+    if mesh is None:
+        return jax.jit(metric_fn)
+    return _parallel.data_parallel(metric_fn, mesh, batch_argnums=(1,), replicate_uneven=True)
 
 
 def _batch_weight(batch) -> float:
@@ -754,7 +781,8 @@ def _stream_inputs(chunk, loss: str, input_size: int, dtype):
     return xs, chunk[:, 1:]
 
 
-def make_stream_train_step(model, head, optimizer: optax.GradientTransformation, *, loss: str = "cross_entropy"):
+def make_stream_train_step(model, head, optimizer: optax.GradientTransformation, *, loss: str = "cross_entropy",
+                           mesh: Optional[jax.sharding.Mesh] = None):
     """A jitted truncated-BPTT step for next-step prediction on a long stream.
 
     Each chunk from :func:`stream_chunks` predicts ``chunk[:, 1:]`` from
@@ -771,6 +799,9 @@ def make_stream_train_step(model, head, optimizer: optax.GradientTransformation,
       optimizer: an ``optax.GradientTransformation``.
       loss: ``"cross_entropy"`` (integer tokens ``[B, L + 1]``) or ``"mse"``
         (features ``[B, L + 1, F]``).
+      mesh: None (one device), or a mesh from :func:`make_mesh`: the chunk's rows
+        and the carry are split over its devices, the state replicated, as in
+        :func:`make_train_step`.
 
     Returns:
       ``step(state, chunk, carry=None) -> (state, carry, metrics)``, jitted, where
@@ -816,4 +847,6 @@ def make_stream_train_step(model, head, optimizer: optax.GradientTransformation,
         carry = jax.lax.cond(finite, lambda: new_carry, lambda: carry)
         return state, carry, {"loss": value, "grad_norm": grad_norm, "finite": finite}
 
-    return jax.jit(step)
+    if mesh is None:
+        return jax.jit(step)
+    return _parallel.data_parallel(step, mesh, batch_argnums=(1, 2), replicated_outputs=(0,))
