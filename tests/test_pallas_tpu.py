@@ -9,6 +9,7 @@ runs Pallas's Mosaic lowering of the kernels without a TPU.
 import base64
 import importlib.util
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -232,12 +233,13 @@ def test_bad_arguments_raise_with_the_rule(change, message):
 
 
 def test_import_never_raises_without_pallas_tpu(monkeypatch):
-    """A JAX whose Pallas TPU lacks the names used here: the module imports and says why."""
-    monkeypatch.delattr(tpu.pltpu, "CompilerParams")
+    """A JAX without ``jax.experimental.pallas.tpu``: the module imports and says why."""
+    monkeypatch.delattr(tpu.pl, "tpu")
+    monkeypatch.setitem(sys.modules, "jax.experimental.pallas.tpu", None)
     spec = importlib.util.spec_from_file_location("jaxrnn_pallas_tpu_without_pallas", tpu.__file__)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert not module.AVAILABLE and "TPUCompilerParams" in module.WHY_UNAVAILABLE
+    assert not module.AVAILABLE and "jax.experimental.pallas.tpu" in module.WHY_UNAVAILABLE
     assert module.unsupported("lstm", 4, 8, F32, "highest") == module.WHY_UNAVAILABLE
     px, w_hh, b_hh, h0, c0, mask, _, _ = _inputs("lstm", 2, 2, 8, with_mask=False)
     with pytest.raises(RuntimeError, match="Pallas TPU kernels cannot run"):
