@@ -211,7 +211,7 @@ def _forward_args():
 
 
 FORWARD_ERRORS = [
-    ({"kind": "rnn"}, ValueError, re.escape("kind must be one of ('elman_tanh', 'elman_relu', 'lstm', 'gru'), got 'rnn'.")),
+    ({"kind": "rnn"}, ValueError, re.escape(f"kind must be one of {ref.KINDS}, got 'rnn'")),
     ({"px": jnp.zeros((5, 3, 81), F32)}, ValueError, r"px has shape \(5, 3, 81\), expected \(5, 3, 80\)"),
     ({"px": jnp.zeros((3, 80), F32)}, ValueError, r"px has shape \(3, 80\), expected \(T, B, 80\)"),
     ({"w_hh": jnp.zeros((60, 20), F32)}, ValueError, r"w_hh has shape \(60, 20\), expected \(4 \* H, H\)"),
