@@ -12,6 +12,7 @@ from jaxrnn._cells import gru as gru
 from jaxrnn._cells import layer_norm_lstm as layer_norm_lstm
 from jaxrnn._cells import lstm as lstm
 from jaxrnn._cells import readout as readout
+from jaxrnn._kernels import Pallas as Pallas
 from jaxrnn._models import GRU as GRU
 from jaxrnn._models import LSTM as LSTM
 from jaxrnn._models import RNN as RNN
@@ -34,6 +35,7 @@ __all__ = [
     "LSTM",
     "LSTMState",
     "LayerNormLSTMParams",
+    "Pallas",
     "RNN",
     "Readout",
     "ReadoutParams",

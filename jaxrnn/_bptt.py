@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrnn import _kernels
+
 tree_map = jax.tree_util.tree_map
 
 
@@ -216,8 +218,49 @@ def _generic_bwd(cell, params, xs, lengths, states_prev, d_ys, d_final, masks, s
 bptt_scan.defvjp(_bptt_fwd, _bptt_bwd)
 
 
-def run_scan(cell, cfg: ScanConfig, grad: str, params, state, xs, lengths) -> Any:
-    """Dispatch to the gradient strategy named by ``grad``."""
+def run_scan(cell, cfg: ScanConfig, grad: str, params, state, xs, lengths, backend: Any = "xla") -> Any:
+    """Dispatch to the backend and to the gradient strategy named by ``grad``.
+
+    ``backend`` is ``"xla"`` or a resolved :class:`jaxrnn._kernels.Pallas`.
+    """
+    if backend != "xla":
+        return _kernels.kernel_scan(cell, backend, cfg.truncate, params, state, xs, lengths)
     if grad == "bptt":
         return bptt_scan(cell, cfg, params, state, xs, lengths)
     return autodiff_scan(cell, cfg, params, state, xs, lengths)
+
+
+def remat_scan(run, every: int, truncate: Optional[int], params, state, xs, lengths) -> Any:
+    """``run(params, state, xs, lengths)`` over chunks of ``every`` steps, recomputed in the backward pass.
+
+    The forward keeps only the state entering each chunk (``T / every`` states);
+    the backward pass reruns one chunk's forward at a time and keeps its residuals
+    (``every`` steps' worth), so the memory of the states is O(T/every + every)
+    instead of O(T). A last chunk of ``T % every`` steps runs after the others (no
+    padding: a padded step would count as a step for ``truncate``). With
+    ``truncate``, ``every`` is a multiple of it (the runner checks), so the cuts
+    inside chunks fall at the same offsets and the state entering each chunk
+    after the first is cut.
+    """
+    num_steps = xs.shape[0]
+    num_chunks, rest = divmod(num_steps, every)
+
+    @jax.checkpoint
+    def chunk(state, j, x_chunk):
+        if truncate is not None:
+            state = tree_map(lambda s: jnp.where(j > 0, lax.stop_gradient(s), s), state)
+        chunk_lengths = None if lengths is None else jnp.clip(lengths - j * every, 0, x_chunk.shape[0])
+        ys, state = run(params, state, x_chunk, chunk_lengths)
+        return state, ys
+
+    parts = []
+    if num_chunks:
+        chunks = xs[: num_chunks * every].reshape((num_chunks, every) + xs.shape[1:])
+        steps = jnp.arange(num_chunks, dtype=jnp.int32)
+        state, ys = lax.scan(lambda s, inp: chunk(s, *inp), state, (steps, chunks))
+        parts.append(tree_map(lambda a: a.reshape((num_chunks * every,) + a.shape[2:]), ys))
+    if rest:
+        state, ys = chunk(state, jnp.int32(num_chunks), xs[num_chunks * every :])
+        parts.append(ys)
+    ys = parts[0] if len(parts) == 1 else tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+    return ys, state

@@ -62,6 +62,7 @@ class Cell(NamedTuple):
     update: Optional[Callable[..., Any]] = None
     update_bwd: Optional[Callable[..., Any]] = None
     name: str = "cell"
+    kernel: Optional[str] = None  # the fused kernel of a built-in cell (jaxrnn._kernel_ref.KINDS), else None
 
 
 class CellParams(NamedTuple):
@@ -204,7 +205,7 @@ def _param_checkers(cell_name: str, num_gates: int, hidden_size: int):
     return check_input, check_state
 
 
-def _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd) -> Cell:
+def _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd, kernel=None) -> Cell:
     """A :class:`Cell` whose ``step`` is ``update(state, project(x), project_state(state))``."""
 
     def step(params, state, x: Array):
@@ -220,6 +221,7 @@ def _split_cell(name, hidden_size, state_type, init, project, project_state, upd
         update=update,
         update_bwd=update_bwd,
         name=name,
+        kernel=kernel,
     )
 
 
@@ -231,6 +233,7 @@ def _linear_cell(
     update,
     update_bwd,
     bias_init: Callable[[int], Array],
+    kernel: str,
 ) -> Cell:
     """A cell whose projections are the affine maps of :class:`CellParams`."""
     check_input, check_state = _param_checkers(name, num_gates, hidden_size)
@@ -255,7 +258,7 @@ def _linear_cell(
         check_state(params, state.h)
         return _affine(state.h, params.w_hh, params.b_hh)
 
-    return _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd)
+    return _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd, kernel)
 
 
 _ACTIVATIONS = {
@@ -313,7 +316,7 @@ def elman(hidden_size: int, *, activation: str = "tanh") -> Cell:
 
     return _linear_cell(
         f"elman({activation})", 1, hidden_size, HiddenState, update, update_bwd,
-        lambda h: jnp.zeros((h,), jnp.float32),
+        lambda h: jnp.zeros((h,), jnp.float32), f"elman_{activation}",
     )
 
 
@@ -389,7 +392,7 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0) -> Cell:
     hidden_size = check_positive_int(hidden_size, "hidden_size")
     return _linear_cell(
         "lstm", 4, hidden_size, LSTMState, _lstm_update, _lstm_update_bwd,
-        _forget_bias_init(float(forget_bias)),
+        _forget_bias_init(float(forget_bias)), "lstm",
     )
 
 
@@ -453,7 +456,7 @@ def gru(hidden_size: int) -> Cell:
     hidden_size = check_positive_int(hidden_size, "hidden_size")
     return _linear_cell(
         "gru", 3, hidden_size, HiddenState, _gru_update, _gru_update_bwd,
-        lambda h: jnp.zeros((3 * h,), jnp.float32),
+        lambda h: jnp.zeros((3 * h,), jnp.float32), "gru",
     )
 
 

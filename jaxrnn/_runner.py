@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn import _bptt
+from jaxrnn import _bptt, _kernels
 from jaxrnn._cells import carry_dtype, check_positive_int
 
 tree_map = jax.tree_util.tree_map
@@ -116,7 +116,14 @@ def _check_lengths(lengths, batch_shape, num_steps: int):
     return jnp.asarray(lengths, jnp.int32)
 
 
-def _check_options(grad, truncate, unroll, residuals):
+def _check_options(grad, truncate, unroll, residuals, remat):
+    if remat is not None:
+        check_positive_int(remat, "remat")
+        if truncate is not None and remat % truncate:
+            raise ValueError(
+                f"remat must be a multiple of truncate, so that truncation points line up with the "
+                f"recomputed chunks; got remat={remat} and truncate={truncate}. Try remat={truncate * max(1, remat // truncate)}."
+            )
     if grad not in GRAD_MODES:
         raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}.")
     if residuals not in RESIDUALS:
@@ -163,6 +170,8 @@ def rnn(
     truncate: Optional[int] = None,
     unroll: Optional[int] = None,
     residuals: str = "gates",
+    remat: Optional[int] = None,
+    backend: Any = "auto",
 ) -> tuple[Any, Any]:
     r"""Run ``cell`` over a batch of sequences.
 
@@ -201,6 +210,17 @@ def rnn(
         floats per step and example on top of the states) or ``"states"`` (only
         the states; both projections recomputed per step in the reverse loop:
         less memory, more time). Measured in ``benchmarks/NOTES.md``.
+      remat: checkpointing for long sequences: keep only the state entering every
+        ``remat``-th step and recompute each chunk of ``remat`` steps in the
+        backward pass. The states kept fall from O(T) to O(T/remat + remat) at the
+        cost of a second forward pass; ``remat ~ sqrt(T)`` minimises it. Works with
+        every ``grad`` and ``backend``; with ``truncate``, a multiple of it.
+      backend: what runs the time loop: ``"xla"`` (``lax.scan``), ``"pallas"``
+        (a fused kernel per layer with the recurrent weights on chip, for
+        :func:`elman`, :func:`lstm` and :func:`gru` on GPU and TPU; needs
+        ``grad="bptt"``), a :class:`Pallas` with explicit settings, or ``"auto"``
+        (default): the kernel only where a committed device benchmark measured it
+        faster, else XLA.
 
     Returns:
       ``(ys, final_state)``: ``ys [B, T, H]`` (``[T, B, H]`` time-major, ``[T, H]``
@@ -211,7 +231,9 @@ def rnn(
         state, float64 mixed with lower precision.
       ValueError: wrong rank, input size not matching ``params``, ``lengths`` of
         the wrong shape or out of range, a state that does not match the cell,
-        unknown ``grad`` or ``residuals``, non-positive ``truncate`` or ``unroll``.
+        unknown ``grad``, ``residuals`` or ``backend``, non-positive ``truncate``,
+        ``unroll`` or ``remat``, ``remat`` not a multiple of ``truncate``, a Pallas
+        backend that cannot run the call (the message says why).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -224,7 +246,8 @@ def rnn(
       >>> float(abs(ys[1, 3:]).max())
       0.0
     """
-    unroll = _check_options(grad, truncate, unroll, residuals)
+    unroll = _check_options(grad, truncate, unroll, residuals, remat)
+    backend = _kernels.check_backend(backend)
     xs_tm, batch_shape = _check_xs(xs, time_major)
     dtype = _check_params_dtype(params, xs_tm.dtype)
     num_steps = xs_tm.shape[0]
@@ -237,8 +260,19 @@ def rnn(
 
     if reverse:
         xs_tm = reverse_within(xs_tm, lengths)
+    w_dtype = jax.tree_util.tree_leaves(params)[0].dtype if jax.tree_util.tree_leaves(params) else xs_tm.dtype
+    backend = _kernels.resolve(
+        backend, cell, grad, residuals, batch_shape[0] if batch_shape else 1, w_dtype, xs_tm.dtype
+    )
     cfg = _bptt.ScanConfig(truncate=truncate, unroll=unroll, residuals=residuals)
-    ys, final = _bptt.run_scan(cell, cfg, grad, params, state, xs_tm, lengths)
+
+    def run(params, state, xs, lengths):
+        return _bptt.run_scan(cell, cfg, grad, params, state, xs, lengths, backend)
+
+    if remat is None:
+        ys, final = run(params, state, xs_tm, lengths)
+    else:
+        ys, final = _bptt.remat_scan(run, remat, truncate, params, state, xs_tm, lengths)
     if reverse:
         ys = reverse_within(ys, lengths)
     if len(batch_shape) == 1 and not time_major:

@@ -25,6 +25,7 @@ PUBLIC = [
     "LSTM",
     "LSTMState",
     "LayerNormLSTMParams",
+    "Pallas",
     "RNN",
     "Readout",
     "ReadoutParams",
@@ -51,10 +52,12 @@ def test_public_api_is_pinned():
 def test_rnn_signature_is_pinned():
     params = inspect.signature(jr.rnn).parameters
     assert list(params) == [
-        "cell", "params", "xs", "state", "lengths", "reverse", "time_major", "grad", "truncate", "unroll", "residuals"
+        "cell", "params", "xs", "state", "lengths", "reverse", "time_major", "grad", "truncate", "unroll", "residuals",
+        "remat", "backend",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[4:])
     assert params["grad"].default == "bptt" and params["reverse"].default is False
+    assert params["backend"].default == "auto" and params["remat"].default is None
 
 
 @pytest.mark.parametrize("name", PUBLIC)

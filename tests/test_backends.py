@@ -1,0 +1,204 @@
+"""The backend wrapper (jaxrnn._kernels) and checkpointing (remat) of jr.rnn.
+
+The wrapper is tested with the plain-JAX reference of the kernel contract
+standing in for a kernel module, in float64, against the XLA path and
+``jax.grad``; the Pallas kernels themselves are tested against the same
+reference in test_pallas_gpu.py / test_pallas_tpu.py, and end to end through
+jr.rnn in interpret mode at the bottom of this file.
+"""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn as jr
+from jaxrnn import _kernel_ref, _kernels
+from tests.helpers import make
+
+KERNEL_CELLS = ["elman_tanh", "elman_relu", "lstm", "gru"]
+
+
+@pytest.fixture
+def reference_kernels(monkeypatch):
+    """The reference implementation served as the kernel module of both targets."""
+    module = types.SimpleNamespace(
+        AVAILABLE=True,
+        WHY_UNAVAILABLE=None,
+        forward=_kernel_ref.forward,
+        backward=_kernel_ref.backward,
+        unsupported=lambda kind, batch, hidden, w_dtype, precision: None,
+    )
+    monkeypatch.setattr(_kernels, "_kernel_module", lambda target: module)
+    monkeypatch.setattr(_kernels, "_default_target", lambda: "gpu")
+    # The reference computes in float64 here; the dtype rule is tested separately.
+    monkeypatch.setattr(_kernels, "_dtype_problem", lambda w_dtype, xs_dtype: None)
+    return module
+
+
+def _loss(backend, grad="bptt", **kwargs):
+    def f(params, state, xs, weights):
+        ys, final = jr.rnn(cell_of[0], params, xs, state, grad=grad, backend=backend, **kwargs)
+        out = jnp.sum(ys * weights[0]) + jnp.sum(final.h * weights[1])
+        if hasattr(final, "c"):
+            out = out + jnp.sum(final.c * weights[2])
+        return out
+
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))
+
+
+cell_of = [None]
+
+
+def _setup(name, *, batch=4, steps=7):
+    cell, params, xs = make(name, jnp.float64, batch=batch, steps=steps)
+    cell_of[0] = cell
+    state = jax.tree_util.tree_map(
+        lambda s: 0.3 * jnp.ones_like(s), cell.initial_state((batch,), dtype=jnp.float64)
+    )
+    k = jax.random.split(jax.random.PRNGKey(7), 3)
+    weights = (
+        jax.random.normal(k[0], (batch, steps, cell.hidden_size), jnp.float64),
+        jax.random.normal(k[1], (batch, cell.hidden_size), jnp.float64),
+        jax.random.normal(k[2], (batch, cell.hidden_size), jnp.float64),
+    )
+    return cell, params, state, xs, weights
+
+
+def _assert_close(got, want, tol=1e-10):
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name", KERNEL_CELLS)
+@pytest.mark.parametrize("reverse, padded", [(False, False), (True, True)])
+def test_kernel_wrapper_equals_xla_autodiff(reference_kernels, name, reverse, padded):
+    cell, params, state, xs, weights = _setup(name)
+    lengths = jnp.array([7, 0, 3, 5]) if padded else None
+    got = _loss(jr.Pallas(), lengths=lengths, reverse=reverse)(params, state, xs, weights)
+    want = _loss("xla", grad="autodiff", lengths=lengths, reverse=reverse)(params, state, xs, weights)
+    _assert_close(got, want)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_kernel_wrapper_truncate_equals_xla(reference_kernels, name):
+    cell, params, state, xs, weights = _setup(name)
+    got = _loss("pallas", truncate=3, lengths=jnp.array([7, 2, 6, 4]))(params, state, xs, weights)
+    want = _loss("xla", grad="autodiff", truncate=3, lengths=jnp.array([7, 2, 6, 4]))(params, state, xs, weights)
+    _assert_close(got, want)
+
+
+def test_kernel_wrapper_single_sequence_and_vmap(reference_kernels):
+    cell, params, _, xs, _ = _setup("lstm")
+
+    def run(backend):
+        return jax.vmap(lambda x: jr.rnn(cell, params, x, backend=backend))(xs)
+
+    _assert_close(run("pallas"), run("xla"))
+
+
+def test_auto_is_xla_without_committed_device_measurements(reference_kernels):
+    cell, params, _, xs, _ = _setup("lstm")
+    assert _kernels.resolve("auto", cell, "bptt", "gates", 4, jnp.float32, jnp.float32) == "xla"
+    assert _kernels.resolve(jr.Pallas(), cell, "bptt", "gates", 4, jnp.float32, jnp.float32) == jr.Pallas(target="gpu")
+
+
+def test_auto_picks_the_kernel_where_a_measurement_says_so(reference_kernels, monkeypatch):
+    cell = jr.lstm(64)
+    monkeypatch.setattr(_kernels, "_AUTO_PALLAS", {("gpu", "lstm"): 128})
+    assert _kernels.resolve("auto", cell, "bptt", "gates", 4, jnp.float32, jnp.float32) == jr.Pallas(target="gpu")
+    assert _kernels.resolve("auto", jr.lstm(256), "bptt", "gates", 4, jnp.float32, jnp.float32) == "xla"
+    assert _kernels.resolve("auto", cell, "autodiff", "gates", 4, jnp.float32, jnp.float32) == "xla"
+    assert _kernels.resolve("auto", jr.gru(64), "bptt", "gates", 4, jnp.float32, jnp.float32) == "xla"
+
+
+def test_auto_on_cpu_runs_the_xla_path():
+    cell, params, _, xs, _ = _setup("gru")
+    assert _kernels.resolve("auto", cell, "bptt", "gates", 4, jnp.float32, jnp.float32) == "xla"
+    _assert_close(jr.rnn(cell, params, xs), jr.rnn(cell, params, xs, backend="xla"), tol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(backend="cudnn"), r"backend must be one of \('auto', 'xla', 'pallas'\) or a jr.Pallas\(...\), got 'cudnn'"),
+        (dict(backend=jr.Pallas(target="mps")), r"Pallas target must be one of \('gpu', 'tpu'\) or None, got 'mps'"),
+        (dict(backend=jr.Pallas(precision="tf32")), r"Pallas precision must be one of \('highest', 'fast'\), got 'tf32'"),
+        (dict(backend="pallas"), r"backend=Pallas\(.*\) cannot run this call: the default device is 'cpu'; Pallas kernels compile for GPU and TPU only"),
+        (dict(backend="pallas", grad="autodiff"), r"needs grad='bptt'.*got|needs grad='bptt'"),
+        (dict(backend="pallas", residuals="states"), r"residuals='states' applies to the XLA path only"),
+        (dict(remat=0), r"remat must be a positive int"),
+        (dict(remat=5, truncate=2), r"remat must be a multiple of truncate.*remat=5 and truncate=2. Try remat=4"),
+    ],
+)
+def test_backend_and_remat_errors(kwargs, match):
+    cell, params, _, xs, _ = _setup("lstm")
+    with pytest.raises(ValueError, match=match):
+        jr.rnn(cell, params, xs, **kwargs)
+
+
+def test_pallas_refuses_cells_without_a_kernel_and_float64(reference_kernels, monkeypatch):
+    cell, params, _, xs, _ = _setup("layer_norm_lstm")
+    with pytest.raises(ValueError, match=r"the layer_norm_lstm cell has no fused kernel \(only jr.elman, jr.lstm and jr.gru do\)"):
+        jr.rnn(cell, params, xs, backend="pallas")
+    monkeypatch.undo()
+    reference_kernels = None
+    monkeypatch.setattr(_kernels, "_default_target", lambda: "gpu")
+    cell, params, _, xs, _ = _setup("lstm")
+    with pytest.raises(ValueError, match=r"the kernels compute in float32 \(and bfloat16\); float64 runs on the XLA path"):
+        jr.rnn(cell, params, xs, backend="pallas")
+
+
+def test_pallas_reports_what_the_kernel_cannot_run(reference_kernels):
+    reference_kernels.unsupported = lambda kind, batch, hidden, w_dtype, precision: "H=5 is too large (test)"
+    cell, params, _, xs, _ = _setup("lstm")
+    with pytest.raises(ValueError, match=r"cannot run this call: H=5 is too large \(test\)\. Use backend='auto' or 'xla'"):
+        jr.rnn(cell, params, xs, backend="pallas")
+
+
+# remat: checkpointing every k steps.
+
+
+@pytest.mark.parametrize("name", ["lstm", "layer_norm_lstm"])
+@pytest.mark.parametrize("grad", ["bptt", "autodiff"])
+@pytest.mark.parametrize("remat", [3, 10])
+def test_remat_equals_the_plain_gradient(name, grad, remat):
+    cell, params, state, xs, weights = _setup(name)
+    lengths = jnp.array([7, 0, 3, 5])
+    got = _loss("xla", grad=grad, remat=remat, lengths=lengths, reverse=True)(params, state, xs, weights)
+    want = _loss("xla", grad="autodiff", lengths=lengths, reverse=True)(params, state, xs, weights)
+    _assert_close(got, want)
+
+
+@pytest.mark.parametrize("remat", [2, 4, 6])
+def test_remat_with_truncate_equals_truncate_alone(remat):
+    cell, params, state, xs, weights = _setup("lstm", steps=9)
+    got = _loss("xla", truncate=2, remat=remat)(params, state, xs, weights)
+    want = _loss("xla", grad="autodiff", truncate=2)(params, state, xs, weights)
+    _assert_close(got, want)
+
+
+def test_remat_with_the_kernel_backend(reference_kernels):
+    cell, params, state, xs, weights = _setup("gru")
+    got = _loss("pallas", remat=3, lengths=jnp.array([7, 1, 6, 3]))(params, state, xs, weights)
+    want = _loss("xla", grad="autodiff", lengths=jnp.array([7, 1, 6, 3]))(params, state, xs, weights)
+    _assert_close(got, want)
+
+
+def test_remat_keeps_fewer_states():
+    """XLA's buffer assignment: the temporaries of fwd+bwd shrink with remat ~ sqrt(T)."""
+    cell = jr.lstm(64)
+    params = cell.init(jax.random.PRNGKey(0), 16)
+    xs = jnp.ones((4, 1024, 16), jnp.float32)
+
+    def temp_bytes(remat):
+        f = jax.jit(jax.grad(lambda p: jnp.sum(jr.rnn(cell, p, xs, remat=remat)[0][:, -1] ** 2)))
+        return f.lower(params).compile().memory_analysis().temp_size_in_bytes
+
+    plain, chunked = temp_bytes(None), temp_bytes(32)
+    # Plain BPTT keeps the states and both projections of all 1024 steps: 1024 * 4 * (2 + 8) * 64 floats
+    # at least; remat=32 keeps 32 states plus one chunk's residuals.
+    assert plain > 1024 * 4 * 10 * 64 * 4
+    assert chunked < plain / 4
