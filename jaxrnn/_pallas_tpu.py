@@ -310,6 +310,24 @@ def _keep(active, new, old):
     return jnp.where(jnp.broadcast_to(active, new.shape) != 0, new, old)
 
 
+def _store_carry(plan: _Plan, has_mask: bool, t, pairs):
+    """Write the carried values ``pairs`` (``(scratch_ref, value)``, None ref skipped) after step ``t``.
+
+    A padded step past the end must leave the carry as it was: a mask, if any, masks
+    it off; without one, the write is skipped.
+    """
+
+    def store():
+        for scratch, value in pairs:
+            if scratch is not None:
+                scratch[...] = value
+
+    if plan.time_padded and not has_mask:
+        pl.when(t < plan.steps)(store)
+    else:
+        store()
+
+
 def _forward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool):
     lstm = kind == "lstm"
     refs = iter(refs)
@@ -342,16 +360,7 @@ def _forward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool):
         if lstm:
             c_out[s] = c_new
 
-        def store():
-            h_scr[...] = h_new
-            if lstm:
-                c_scr[...] = c_new
-
-        if plan.time_padded and not has_mask:
-            # A padded step past the end must not change the final state.
-            pl.when(block * plan.time_block + s < plan.steps)(store)
-        else:
-            store()
+        _store_carry(plan, has_mask, block * plan.time_block + s, ((h_scr, h_new), (c_scr, c_new)))
         return carry
 
     lax.fori_loop(jnp.int32(0), jnp.int32(plan.time_block), step, jnp.int32(0))
@@ -401,17 +410,8 @@ def _backward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool, truncate: Op
         if gru:
             d_rec_out[s] = d_rec
 
-        def store():
-            dh_scr[...] = dh_prev
-            if lstm:
-                dc_scr[...] = dc_prev
-
-        # A padded step past the end passes the cotangents through (a mask does it, if any)
-        # and is no truncation point: steps count from the start of the real sequence.
-        if plan.time_padded and not has_mask:
-            pl.when(t < plan.steps)(store)
-        else:
-            store()
+        _store_carry(plan, has_mask, t, ((dh_scr, dh_prev), (dc_scr, dc_prev)))
+        # Padded steps are no truncation points: steps count from the start of the sequence.
         if truncate is not None:
             cut = jnp.logical_and(t > 0, lax.rem(t, jnp.int32(truncate)) == 0)
             if plan.time_padded:
@@ -444,15 +444,25 @@ def _backward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool, truncate: Op
 # Calls: padding, specs, slicing back
 
 
-def _interpret_mode(interpret):
-    """``True`` means Pallas's TPU interpreter (it simulates VMEM, semaphores and grid order)."""
+def _call(kernel, name: str, kind: str, plan: _Plan, interpret, inputs, in_specs, out_shape, out_specs):
+    """The ``pallas_call`` of either kernel: grid (batch tiles, time blocks), the carry in scratch."""
     if interpret is True and _InterpretParams is not None:
-        return _InterpretParams()
-    return interpret
-
-
-def _compiler_params():
-    return _CompilerParams(dimension_semantics=("parallel", "arbitrary"), vmem_limit_bytes=VMEM_LIMIT_BYTES)
+        # Pallas's TPU interpreter: it simulates VMEM, block copies and the grid order.
+        interpret = _InterpretParams()
+    carries = 2 if kind == "lstm" else 1  # h and c, or their cotangents
+    return pl.pallas_call(
+        kernel,
+        out_shape=out_shape,
+        grid=(plan.batch_blocks, plan.time_blocks),
+        in_specs=in_specs,
+        out_specs=out_specs,
+        scratch_shapes=[_VMEM((plan.batch_block, plan.hidden_padded), jnp.float32)] * carries,
+        compiler_params=_CompilerParams(
+            dimension_semantics=("parallel", "arbitrary"), vmem_limit_bytes=VMEM_LIMIT_BYTES
+        ),
+        interpret=interpret,
+        name=name,
+    )(*inputs)
 
 
 def _pad_seq(a, plan: _Plan, gates: bool):
@@ -557,19 +567,8 @@ def forward(
     rec_shape = jax.ShapeDtypeStruct((plan.steps_padded, plan.batch_padded, gates), jnp.float32)
     out_shape = [seq_shape] + ([seq_shape] if lstm else []) + [rec_shape]
     out_specs = [seq(hp)] + ([seq(hp)] if lstm else []) + [seq(gates)]
-    scratch = [_VMEM((plan.batch_block, hp), jnp.float32)] * (2 if lstm else 1)
-
-    outs = pl.pallas_call(
-        functools.partial(_forward_kernel, kind=kind, plan=plan, has_mask=has_mask),
-        out_shape=out_shape,
-        grid=(plan.batch_blocks, plan.time_blocks),
-        in_specs=in_specs,
-        out_specs=out_specs,
-        scratch_shapes=scratch,
-        compiler_params=_compiler_params(),
-        interpret=_interpret_mode(interpret),
-        name=f"jaxrnn_tpu_{kind}_forward",
-    )(*inputs)
+    kernel = functools.partial(_forward_kernel, kind=kind, plan=plan, has_mask=has_mask)
+    outs = _call(kernel, f"jaxrnn_tpu_{kind}_forward", kind, plan, interpret, inputs, in_specs, out_shape, out_specs)
     h_all, rec_all = outs[0], outs[-1]
     c_all = _unpad_seq(outs[1], plan, False) if lstm else None
     return _unpad_seq(h_all, plan, False), c_all, _unpad_seq(rec_all, plan, True)
@@ -647,19 +646,8 @@ def backward(
     state_shape = jax.ShapeDtypeStruct((plan.batch_padded, hp), jnp.float32)
     out_shape = [gate_shape] * (2 if gru else 1) + [state_shape] * (2 if lstm else 1)
     out_specs = [seq(gates)] * (2 if gru else 1) + [tile()] * (2 if lstm else 1)
-    scratch = [_VMEM((plan.batch_block, hp), jnp.float32)] * (2 if lstm else 1)
-
-    outs = pl.pallas_call(
-        functools.partial(_backward_kernel, kind=kind, plan=plan, has_mask=has_mask, truncate=truncate),
-        out_shape=out_shape,
-        grid=(plan.batch_blocks, plan.time_blocks),
-        in_specs=in_specs,
-        out_specs=out_specs,
-        scratch_shapes=scratch,
-        compiler_params=_compiler_params(),
-        interpret=_interpret_mode(interpret),
-        name=f"jaxrnn_tpu_{kind}_backward",
-    )(*inputs)
+    kernel = functools.partial(_backward_kernel, kind=kind, plan=plan, has_mask=has_mask, truncate=truncate)
+    outs = _call(kernel, f"jaxrnn_tpu_{kind}_backward", kind, plan, interpret, inputs, in_specs, out_shape, out_specs)
     d_px = _unpad_seq(outs[0], plan, True)
     d_rec = _unpad_seq(outs[1], plan, True) if gru else d_px
     d_h0 = outs[-2 if lstm else -1][:batch, :hidden]

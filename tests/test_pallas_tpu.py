@@ -185,6 +185,27 @@ def test_unsupported_states_the_hidden_size_limit(kind, largest):
     assert tpu.unsupported(kind, 16, largest + 1, F32, "fast") is None
 
 
+@pytest.mark.parametrize(
+    "kind, shape, w_dtype",
+    [("lstm", (4096, 16, 256), F32), ("gru", (2048, 64, 512), F32), ("lstm", (100, 1000, 1536), F32),
+     ("lstm", (3, 300, 2048), BF16), ("elman_tanh", (8192, 1, 128), F32)],
+)
+def test_default_tiles_fit_vmem_and_pad_little(kind, shape, w_dtype):
+    num_steps, batch, hidden = shape
+    plan = tpu._plan(kind, num_steps, batch, hidden, w_dtype, None, None)
+    assert plan.batch_block % 8 == 0 and plan.hidden_padded % 128 == 0
+    assert 0 <= plan.steps_padded - num_steps < plan.time_blocks
+    assert 0 <= plan.batch_padded - batch < 8 * plan.batch_blocks
+    used = tpu._vmem_bytes(kind, plan.time_block, plan.batch_block, plan.hidden_padded, jnp.dtype(w_dtype).itemsize)
+    assert used <= tpu.VMEM_BUDGET_BYTES < tpu.VMEM_LIMIT_BYTES
+
+
+def test_tiles_too_large_for_vmem_raise():
+    args = _abstract_args("lstm", 64, 256, 1536, False, F32)[0]
+    with pytest.raises(ValueError, match=r"time_block=16 and batch_block=256 need more than the 40 MiB VMEM budget"):
+        jax.eval_shape(lambda *a: tpu.forward("lstm", *a, time_block=16, batch_block=256), *args)
+
+
 def test_unsupported_names_other_reasons():
     assert "kind" in tpu.unsupported("minigru", 4, 8, F32, "highest")
     assert "precision" in tpu.unsupported("lstm", 4, 8, F32, "tf32")
