@@ -202,3 +202,38 @@ def test_remat_keeps_fewer_states():
     # at least; remat=32 keeps 32 states plus one chunk's residuals.
     assert plain > 1024 * 4 * 10 * 64 * 4
     assert chunked < plain / 4
+
+
+# The real kernels, end to end through jr.rnn: interpret mode on CPU, lowering for their targets.
+
+
+def _float32_problem(name, batch=3, steps=7):
+    cell = {"lstm": jr.lstm, "gru": jr.gru, "elman_tanh": jr.elman}[name](20)
+    params = cell.init(jax.random.PRNGKey(0), 6)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, 6), jnp.float32)
+    lengths = jnp.array([7, 0, 4])
+
+    def loss(params, xs, backend):
+        ys, final = jr.rnn(cell, params, xs, lengths=lengths, reverse=True, backend=backend)
+        return jnp.sum(ys * ys) + jnp.sum(final.h)
+
+    return cell, params, xs, loss
+
+
+@pytest.mark.parametrize("target, name", [("gpu", "lstm"), ("tpu", "gru")])
+def test_pallas_kernels_in_interpret_mode_equal_the_xla_path(target, name):
+    cell, params, xs, loss = _float32_problem(name)
+    grad = jax.value_and_grad(loss, argnums=(0, 1))
+    got = grad(params, xs, jr.Pallas(target=target, interpret=True))
+    want = grad(params, xs, "xla")
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        scale = float(jnp.abs(w).max())
+        assert float(jnp.abs(g - w).max()) <= 1e-5 * scale, (target, name)
+
+
+@pytest.mark.parametrize("target, platform, marker", [("gpu", "cuda", "triton"), ("tpu", "tpu", "tpu_custom_call")])
+def test_rnn_gradient_with_pallas_lowers_for_its_target(target, platform, marker):
+    cell, params, xs, loss = _float32_problem("lstm")
+    f = jax.jit(jax.grad(lambda p, x: loss(p, x, jr.Pallas(target=target))))
+    text = f.trace(params, xs).lower(lowering_platforms=(platform,)).as_text()
+    assert text.count(marker) >= 2, f"expected the forward and backward kernels as {marker} calls"
