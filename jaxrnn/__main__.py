@@ -104,6 +104,10 @@ def _add_bench_options(parser):
     parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test in about a minute on 2 CPU cores")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="folder for bench.json, bench.md and plots (default ./bench-BACKEND-DATE)")
+    from jaxrnn._trainer import add_parallel_arguments
+
+    add_parallel_arguments(parser, what="instead of the comparison with the peers, measures how jaxrnn's fwd+bwd "
+                                        "scales from 1 to N devices (B of --shapes is then the batch per device)")
 
 
 def main(argv=None) -> int:

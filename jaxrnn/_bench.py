@@ -490,6 +490,10 @@ def _progress_bar():
 
 def main(args) -> int:
     """``jaxrnn bench`` with parsed ``args`` (see ``jaxrnn bench --help``)."""
+    if getattr(args, "devices", None) is not None:
+        from jaxrnn import _bench_scaling
+
+        return _bench_scaling.main(args)
     backend = args.backend or jax.default_backend()
     try:
         jax.devices(backend)

@@ -61,13 +61,14 @@ def parse_devices(text: str) -> Devices:
     return count
 
 
-def make_mesh(devices: Devices = "all", *, name: str = "devices") -> Mesh:
+def make_mesh(devices: Devices = "all", *, backend: Optional[str] = None, name: str = "devices") -> Mesh:
     """A 1-D mesh with the axis :data:`DATA_AXIS` for data parallelism.
 
     Args:
       devices: ``"all"``: every device of every process; an int N: the first N
-        devices of each process (of the default backend), so N devices in all on
-        one process and ``N * jax.process_count()`` with several.
+        devices of each process, so N devices in all on one process and
+        ``N * jax.process_count()`` with several.
+      backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; None for JAX's default backend.
       name: how error messages call ``devices`` (``"--devices"`` on the command line).
 
     Returns:
@@ -84,9 +85,9 @@ def make_mesh(devices: Devices = "all", *, name: str = "devices") -> Mesh:
       >>> mesh.axis_names, mesh.size
       (('data',), 1)
     """
-    local = jax.local_devices()
+    local = jax.local_devices(backend=backend)
     if devices == "all":
-        chosen = jax.devices()
+        chosen = jax.devices(backend)
     elif isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise ValueError(f"{name} must be a positive int or 'all', got {devices!r}.")
     elif devices > len(local):
@@ -96,7 +97,7 @@ def make_mesh(devices: Devices = "all", *, name: str = "devices") -> Mesh:
         )
     else:
         by_process: dict = {}
-        for device in jax.devices():
+        for device in jax.devices(backend):
             by_process.setdefault(device.process_index, []).append(device)
         chosen = [device for process in sorted(by_process) for device in by_process[process][:devices]]
     kwargs = {}
@@ -207,9 +208,10 @@ def shard_batch(batch: Any, mesh: Mesh, *, replicate_uneven: bool = False) -> An
     """
     sizes = _leading_sizes(batch)
     if len(set(sizes.values())) > 1:
+        found = ", ".join(f"{size} at {path}" for path, size in sizes.items())
         raise ValueError(
-            f"every array of a batch must have the batch size as its leading axis, got leading sizes "
-            f"{sizes}; keep arrays of other sizes out of the batch (e.g. in the loss function's closure)."
+            f"every array of a batch must have the batch size as its leading axis, got leading sizes {found}; "
+            f"keep arrays of other sizes out of the batch (e.g. in the loss function's closure)."
         )
     sharding = batch_sharding(mesh)
     if sizes:
@@ -354,7 +356,7 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
         jax.distributed.initialize(**given)
     except (ValueError, RuntimeError) as error:
         raise ValueError(
-            f"jax.distributed.initialize failed: {error}. Give --coordinator-address HOST:PORT (process 0's), "
+            f"jax.distributed.initialize failed: {str(error).rstrip('.')}. Give --coordinator-address HOST:PORT (process 0's), "
             f"--num-processes and --process-id, or set {', '.join(DISTRIBUTED_ENV.values())}."
         ) from error
     return True

@@ -323,9 +323,9 @@ def _claim_on_primary(out_dir: pathlib.Path, config: dict) -> None:
 
 
 def _mesh_line(mesh, batch_size: int) -> str:
-    devices = mesh.devices.flat[0]
+    platform = mesh.devices.flat[0].platform
     processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
-    return (f"data parallel over {mesh.size} {devices.platform} devices{processes}: "
+    return (f"data parallel over {mesh.size} {platform} device{'s' if mesh.size > 1 else ''}{processes}: "
             f"batch {batch_size}, {batch_size // mesh.size} per device")
 
 
