@@ -185,8 +185,7 @@ def test_unsupported_names_the_resident_weight_limit():
     assert gpu.unsupported("elman_tanh", 4096, 128, F32, "highest") is None
     reason = gpu.unsupported("lstm", 16, 128, F32, "highest")
     assert "256 KiB" in reason and "128 KiB" in reason and "bfloat16" in reason, reason
-    reason = gpu.unsupported("gru", 16, 100, BF16, "highest")  # padded to 128: 3 x 128 x 128 x 2 B = 96 KiB
-    assert reason is None
+    assert gpu.unsupported("gru", 16, 100, BF16, "highest") is None  # padded to 128: 3 x 128 x 128 x 2 B = 96 KiB
     assert "384 KiB" in gpu.unsupported("gru", 16, 129, BF16, "highest")  # padded to 256
     assert "dtype float64" in gpu.unsupported("elman_relu", 16, 32, jnp.float64, "highest")
     assert "kind 'rnn'" in gpu.unsupported("rnn", 16, 32, F32, "highest")
