@@ -469,12 +469,13 @@ def plot(result: dict, out: pathlib.Path) -> list:
     return files
 
 
-def write(result: dict, out: pathlib.Path) -> list:
-    """``bench.json``, ``bench.md`` and the plots in ``out``; returns the paths."""
+def write(result: dict, out: pathlib.Path, *, name: str = "bench", render: Callable = markdown,
+          draw: Callable = plot) -> list:
+    """``NAME.json``, ``NAME.md`` (``render(result)``) and the plots (``draw(result, out)``) in ``out``; returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(result, indent=1))
-    (out / "bench.md").write_text(markdown(result))
-    return [out / "bench.json", out / "bench.md"] + plot(result, out)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{name}.md").write_text(render(result))
+    return [out / f"{name}.json", out / f"{name}.md"] + draw(result, out)
 
 
 def _progress_bar():

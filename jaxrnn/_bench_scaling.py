@@ -21,7 +21,6 @@ of the program on each device).
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -202,14 +201,6 @@ def plot(result: dict, out: pathlib.Path) -> list:
     return files
 
 
-def write(result: dict, out: pathlib.Path) -> list:
-    """``scaling.json``, ``scaling.md`` and the plots in ``out``; returns the paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scaling.json").write_text(json.dumps(result, indent=1))
-    (out / "scaling.md").write_text(markdown(result))
-    return [out / "scaling.json", out / "scaling.md"] + plot(result, out)
-
-
 def main(args) -> int:
     """``jaxrnn bench --devices N|all`` with parsed ``args``; returns the exit code."""
     backend = args.backend or jax.default_backend()
@@ -227,7 +218,7 @@ def main(args) -> int:
 
     result = run(tuple(args.cells), shapes, device_counts(total), repeats=repeats, precision=args.precision,
                  backend=backend, progress=progress)
-    files = write(result, out)
+    files = _bench.write(result, out, name="scaling", render=markdown, draw=plot)
     print(markdown(result))
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

@@ -55,10 +55,11 @@ def _case_steps(out_dir):
         state = train.init_state(params, optimizer, jax.random.key(2))
         step = train.make_train_step(loss_fn, optimizer, mesh=step_mesh)
         losses = []
-        for batch in batches:
+        for i, batch in enumerate(batches):
             state, metrics = step(state, batch)
             losses.append(float(metrics["loss"]))
-            traced_once = seen["traces"] if len(losses) == 1 else traced_once
+            if i == 0:
+                traced_once = seen["traces"]
         leaves = jax.tree_util.tree_leaves(state)
         result[name] = {
             "losses": losses, "retraces": seen["traces"] - traced_once, "axes": seen["axes"],
