@@ -106,8 +106,8 @@ def _add_bench_options(parser):
                         help="folder for bench.json, bench.md and plots (default ./bench-BACKEND-DATE)")
     from jaxrnn._trainer import add_parallel_arguments
 
-    add_parallel_arguments(parser, what="instead of the comparison with the peers, measures how jaxrnn's fwd+bwd "
-                                        "scales from 1 to N devices (B of --shapes is then the batch per device)")
+    add_parallel_arguments(parser, what="instead of the comparison with the peers, how jaxrnn's fwd+bwd scales "
+                                        "from 1 to N devices (B of --shapes is then the batch per device)")
 
 
 def main(argv=None) -> int:

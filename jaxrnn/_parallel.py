@@ -23,6 +23,7 @@ and the step) and transfers only the rows of its own devices
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import Any, Callable, Optional, Union
@@ -184,6 +185,11 @@ def _leading_sizes(batch) -> dict:
             for path, leaf in jax.tree_util.tree_leaves_with_path(batch) if np.ndim(leaf) > 0}
 
 
+def _splits(sizes: dict, mesh: Mesh) -> bool:
+    """Whether batch leaves of these leading sizes split evenly over the devices of ``mesh``."""
+    return all(size % mesh.size == 0 for size in sizes.values())
+
+
 def shard_batch(batch: Any, mesh: Mesh, *, replicate_uneven: bool = False) -> Any:
     """``batch`` as global arrays whose leading (batch) axis is split over :data:`DATA_AXIS`.
 
@@ -214,12 +220,11 @@ def shard_batch(batch: Any, mesh: Mesh, *, replicate_uneven: bool = False) -> An
             f"keep arrays of other sizes out of the batch (e.g. in the loss function's closure)."
         )
     sharding = batch_sharding(mesh)
-    if sizes:
-        size = next(iter(sizes.values()))
-        if size % mesh.size:
-            if not replicate_uneven:
-                check_batch_size(size, mesh, name="the batch size (the leading axis of every array of the batch)")
-            sharding = replicated(mesh)
+    if not _splits(sizes, mesh):
+        if not replicate_uneven:
+            check_batch_size(next(iter(sizes.values())), mesh,
+                             name="the batch size (the leading axis of every array of the batch)")
+        sharding = replicated(mesh)
     return jax.tree_util.tree_map(
         lambda leaf: _place(leaf, sharding if np.ndim(leaf) > 0 else replicated(mesh)), batch)
 
@@ -233,7 +238,10 @@ def data_parallel(fn: Callable, mesh: Mesh, *, batch_argnums: Iterable[int], rep
     placed pass as they are), and traces and runs ``fn`` inside
     :func:`mesh_context`. XLA partitions the program: every device works on its
     rows of the batch, and reductions over the batch (a mean loss, the gradient
-    of the replicated parameters) become all-reduces.
+    of the replicated parameters) become all-reduces. A batch replicated because
+    it does not split evenly (``replicate_uneven``) runs outside the mesh
+    context: code that looks for :data:`DATA_AXIS` then finds none and does not
+    split it.
 
     Args:
       fn: a function of positional arguments that returns a tuple (or one value).
@@ -261,7 +269,8 @@ def data_parallel(fn: Callable, mesh: Mesh, *, batch_argnums: Iterable[int], rep
     def step(*args):
         placed = [shard_batch(arg, mesh, replicate_uneven=replicate_uneven) if i in batch_argnums
                   else replicate(arg, mesh) for i, arg in enumerate(args)]
-        with mesh_context(mesh):
+        split = all(_splits(_leading_sizes(arg), mesh) for i, arg in enumerate(args) if i in batch_argnums)
+        with mesh_context(mesh) if split else contextlib.nullcontext():
             return jitted(*placed)
 
     return step

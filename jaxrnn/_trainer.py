@@ -537,7 +537,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a JSON object of config keys (a run's config.json works); command-line values win")
     parser.add_argument("--out", type=pathlib.Path, default=None, metavar="DIR",
                         help="the run's folder (default runs/TASK-CELL); an existing run there is resumed")
-    add_parallel_arguments(parser, what="the batch is split over them; they must divide --batch-size")
+    add_parallel_arguments(parser, what="the batch is split over them and they must divide --batch-size "
+                                        "(default: one device, or all with more than one process)")
     scale = parser.add_argument_group(
         "more than one process (jax.distributed): run the same command on every host; process 0 writes --out")
     scale.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
@@ -554,8 +555,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def add_parallel_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
     """Add ``--devices N|all`` (None when not given) to ``parser``; ``what`` ends its help."""
     parser.add_argument("--devices", type=argument_type(_parallel.parse_devices), default=None, metavar="N|all",
-                        help=f"data parallel over N devices of each process, or all of them; {what} "
-                             f"(default: one device, or all with more than one process)")
+                        help=f"data parallel over N devices of each process, or all of them: {what}")
 
 
 def _default_tasks() -> dict:

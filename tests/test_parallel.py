@@ -103,11 +103,13 @@ def _case_steps(out_dir):
 
     # Evaluation: a batch of 12 rows cannot be split over 8 devices, so it runs replicated.
     def metric_fn(p, batch):
+        seen["eval_axes"] = list(jax.sharding.get_abstract_mesh().axis_names)
         ys, _ = model.apply(p[0], batch["xs"])
         return {"mse": train.mse(head.apply(p[1], ys[:, -1])[:, 0], batch["targets"])}
 
     batch = {k: v[:12] for k, v in batches[1].items()}
     result["eval_12"] = [float(train.make_eval_step(metric_fn, mesh=m)(params, batch)["mse"]) for m in (None, mesh)]
+    result["eval_12_axes"] = seen["eval_axes"]
 
     # The training loop's step for a task that carries state between batches (charlm):
     # the carry rides with the batch, so it is split over the devices row by row.
@@ -215,7 +217,8 @@ def test_eight_devices_train_as_one_with_the_batch_split_and_the_state_replicate
     _close(result["stream_mesh"]["losses"], result["stream_one"]["losses"])
     _close(result["stream_mesh"]["carry"], result["stream_one"]["carry"], rtol=1e-4)
     assert result["stream_mesh"]["carry_shard"] == [1, 8]  # 8 rows over 8 devices
-    _close(result["eval_12"][1], result["eval_12"][0])  # 12 rows over 8 devices: evaluated replicated
+    _close(result["eval_12"][1], result["eval_12"][0])  # 12 rows over 8 devices: evaluated replicated,
+    assert result["eval_12_axes"] == []  # with no data axis in sight, so nothing tries to split them
     _close(result["charlm_mesh"]["losses"], result["charlm_one"]["losses"])
     assert result["charlm_mesh"]["carry_shard"] == [1, 8] and result["charlm_one"]["carry_shard"] == [8, 8]
 
