@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn import _kernels
+from jaxrnn._cells import builtin_kernel
 
 tree_map = jax.tree_util.tree_map
 
@@ -225,6 +226,8 @@ def run_scan(cell, cfg: ScanConfig, grad: str, params, state, xs, lengths, backe
     """
     if backend != "xla":
         return _kernels.kernel_scan(cell, backend, cfg.truncate, params, state, xs, lengths)
+    if grad == "bptt" and cfg.residuals == "gates" and builtin_kernel(cell) is not None:
+        return _kernels.kernel_scan(cell, _kernels.Scan(cfg.unroll), cfg.truncate, params, state, xs, lengths)
     if grad == "bptt":
         return bptt_scan(cell, cfg, params, state, xs, lengths)
     return autodiff_scan(cell, cfg, params, state, xs, lengths)

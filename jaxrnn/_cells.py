@@ -23,6 +23,7 @@ A user-defined cell needs only ``init``, ``initial_state`` and ``step``; see
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -258,7 +259,29 @@ def _linear_cell(
         check_state(params, state.h)
         return _affine(state.h, params.w_hh, params.b_hh)
 
-    return _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd, kernel)
+    cell = _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd, kernel)
+    _BUILTIN[cell.step] = (kernel, project, project_state, update, update_bwd)
+    return cell
+
+
+# step -> the kernel and the functions of the built-in cell that step belongs to. A cell whose
+# functions were replaced (cell._replace(update=...)) no longer matches and runs its own functions.
+_BUILTIN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def builtin_kernel(cell) -> Optional[str]:
+    """The fused kernel of a built-in cell (:data:`jaxrnn._kernel_ref.KINDS`), None for any other cell."""
+    kernel = getattr(cell, "kernel", None)
+    step = getattr(cell, "step", None)
+    if kernel is None or step is None:
+        return None
+    try:
+        entry = _BUILTIN.get(step)
+    except TypeError:  # a step that cannot be weakly referenced is not one of ours
+        return None
+    if entry != (kernel, cell.project, cell.project_state, cell.update, cell.update_bwd):
+        return None
+    return kernel
 
 
 _ACTIVATIONS = {

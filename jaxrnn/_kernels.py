@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from jaxrnn import _kernel_ref
-from jaxrnn._cells import HiddenState, LSTMState
+from jaxrnn._cells import HiddenState, LSTMState, builtin_kernel
 
 BACKENDS = ("auto", "xla", "pallas")
 TARGETS = ("gpu", "tpu")
@@ -66,12 +66,27 @@ class Pallas(NamedTuple):
     precision: str = "highest"
 
 
+class Scan(NamedTuple):
+    """The XLA backend of the built-in cells: the tuned ``lax.scan`` of :mod:`jaxrnn._scan_kernel`."""
+
+    unroll: int = 1
+
+
 def _kernel_module(target: str):
     if target == "gpu":
         from jaxrnn import _pallas_gpu as module
-    else:
+    elif target == "tpu":
         from jaxrnn import _pallas_tpu as module
+    else:
+        from jaxrnn import _scan_kernel as module
     return module
+
+
+def _module_and_options(backend):
+    """The kernel module that runs ``backend`` and its keyword options."""
+    if isinstance(backend, Scan):
+        return _kernel_module("scan"), dict(unroll=backend.unroll)
+    return _kernel_module(backend.target), dict(precision=backend.precision, interpret=backend.interpret)
 
 
 def _default_target() -> Optional[str]:
@@ -102,11 +117,11 @@ def _dtype_problem(w_dtype, xs_dtype) -> Optional[str]:
 def _kernel_problem(cell, backend: Pallas, batch: int, w_dtype, xs_dtype) -> tuple[Optional[str], Optional[str]]:
     """``(target, None)`` when the kernel can run this call, else ``(target, reason)``."""
     target = backend.target or _default_target()
-    kind = getattr(cell, "kernel", None)
+    kind = builtin_kernel(cell)
     if kind is None:
         return target, (
             f"the {getattr(cell, 'name', type(cell).__name__)} cell has no fused kernel "
-            f"(only jr.elman, jr.lstm and jr.gru do)"
+            f"(only jr.elman, jr.lstm and jr.gru do, with their own functions)"
         )
     if target is None:
         return None, (
@@ -132,7 +147,7 @@ def resolve(backend, cell, grad: str, residuals: str, batch: int, w_dtype, xs_dt
     if backend == "xla":
         return "xla"
     if backend == "auto":
-        kind = getattr(cell, "kernel", None)
+        kind = builtin_kernel(cell)
         target = _default_target()
         limit = _AUTO_PALLAS.get((target, kind))
         if grad != "bptt" or residuals != "gates" or limit is None or cell.hidden_size > limit:
@@ -164,9 +179,12 @@ def _data_mesh():
     return mesh if dict(zip(mesh.axis_names, mesh.axis_sizes))[DATA_AXIS] > 1 else None
 
 
-def _per_shard(fn, in_specs, out_specs):
-    """``fn`` run per batch shard under a data-parallel mesh, else as is."""
-    mesh = _data_mesh()
+def _per_shard(backend, fn, in_specs, out_specs):
+    """``fn`` run per batch shard under a data-parallel mesh for a Pallas backend, else as is.
+
+    The XLA scan needs no help: the partitioner splits it along the batch itself.
+    """
+    mesh = _data_mesh() if isinstance(backend, Pallas) else None
     if mesh is None:
         return fn
     return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
@@ -181,34 +199,32 @@ def _spec(a, batch_axis: int):
     return P(*spec)
 
 
-def _kernel_forward(kind, backend: Pallas, px, w_hh, b_hh, h0, c0, mask):
-    module = _kernel_module(backend.target)
+def _kernel_forward(kind, backend, px, w_hh, b_hh, h0, c0, mask):
+    module, options = _module_and_options(backend)
 
     def run(px, w_hh, b_hh, h0, c0, mask):
-        return module.forward(
-            kind, px, w_hh, b_hh, h0, c0, mask, precision=backend.precision, interpret=backend.interpret
-        )
+        return module.forward(kind, px, w_hh, b_hh, h0, c0, mask, **options)
 
     seq = _spec(px, 1)
     in_specs = (seq, P(), P(), _spec(h0, 0), _spec(c0, 0), _spec(mask, 1))
     out_specs = (seq, _spec(c0 if c0 is None else px, 1), seq)
-    return _per_shard(run, in_specs, out_specs)(px, w_hh, b_hh, h0, c0, mask)
+    return _per_shard(backend, run, in_specs, out_specs)(px, w_hh, b_hh, h0, c0, mask)
 
 
-def _kernel_backward(kind, backend: Pallas, truncate, px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last):
-    module = _kernel_module(backend.target)
+def _kernel_backward(kind, backend, truncate, px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last):
+    module, options = _module_and_options(backend)
 
     def run(px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last):
         return module.backward(
-            kind, px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last,
-            truncate=truncate, precision=backend.precision, interpret=backend.interpret,
+            kind, px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last, truncate=truncate, **options
         )
 
-    seq = _spec(px, 1)
+    seq = _spec(h_all, 1)
     state = _spec(h0, 0)
-    in_specs = (seq, seq, P(), state, _spec(c0, 0), seq, _spec(c_all, 1), _spec(mask, 1), seq, _spec(d_c_last, 0))
+    in_specs = (_spec(px, 1), seq, P(), state, _spec(c0, 0), seq, _spec(c_all, 1), _spec(mask, 1), seq,
+                _spec(d_c_last, 0))
     out_specs = (seq, seq, state, _spec(c0, 0))
-    return _per_shard(run, in_specs, out_specs)(px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
+    return _per_shard(backend, run, in_specs, out_specs)(px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
 
 
 def _masks(lengths, num_steps: int):
@@ -244,6 +260,8 @@ def _kernel_scan(cell, backend, truncate, params, state, xs, lengths):
 
 def _kernel_scan_fwd(cell, backend, truncate, params, state, xs, lengths):
     out, (px, rec_all, h_all, c_all, mask) = _run(cell, backend, params, state, xs, lengths)
+    if not getattr(_module_and_options(backend)[0], "NEEDS_PX", True):
+        px = None  # not kept: the backward pass does not read it
     return out, (params, state, xs, lengths, px, rec_all, h_all, c_all, mask)
 
 
@@ -273,8 +291,9 @@ def _kernel_scan_bwd(cell, backend, truncate, res, cotangents):
 _kernel_scan.defvjp(_kernel_scan_fwd, _kernel_scan_bwd)
 
 
-def kernel_scan(cell, backend: Pallas, truncate: Optional[int], params, state, xs, lengths):
-    """The time loop of a built-in cell on a Pallas kernel; inputs as in :func:`jaxrnn._bptt.run_scan`.
+def kernel_scan(cell, backend, truncate: Optional[int], params, state, xs, lengths):
+    """The time loop of a built-in cell on a kernel (:class:`Pallas` or :class:`Scan`); inputs as in
+    :func:`jaxrnn._bptt.run_scan`.
 
     ``xs [T, *batch, I]`` with ``batch`` of rank 0 or 1; returns ``(ys, final_state)``.
     """

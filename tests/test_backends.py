@@ -31,7 +31,8 @@ def reference_kernels(monkeypatch):
         backward=_kernel_ref.backward,
         unsupported=lambda kind, batch, hidden, w_dtype, precision: None,
     )
-    monkeypatch.setattr(_kernels, "_kernel_module", lambda target: module)
+    scan_module = _kernels._kernel_module("scan")
+    monkeypatch.setattr(_kernels, "_kernel_module", lambda target: module if target in ("gpu", "tpu") else scan_module)
     monkeypatch.setattr(_kernels, "_default_target", lambda: "gpu")
     # The reference computes in float64 here; the dtype rule is tested separately.
     monkeypatch.setattr(_kernels, "_dtype_problem", lambda w_dtype, xs_dtype: None)
@@ -141,7 +142,7 @@ def test_backend_and_remat_errors(kwargs, match):
 
 def test_pallas_refuses_cells_without_a_kernel_and_float64(reference_kernels, monkeypatch):
     cell, params, _, xs, _ = _setup("layer_norm_lstm")
-    with pytest.raises(ValueError, match=r"the layer_norm_lstm cell has no fused kernel \(only jr.elman, jr.lstm and jr.gru do\)"):
+    with pytest.raises(ValueError, match=r"the layer_norm_lstm cell has no fused kernel \(only jr.elman, jr.lstm and jr.gru do, with their own functions\)"):
         jr.rnn(cell, params, xs, backend="pallas")
     monkeypatch.undo()
     reference_kernels = None
@@ -149,6 +150,17 @@ def test_pallas_refuses_cells_without_a_kernel_and_float64(reference_kernels, mo
     cell, params, _, xs, _ = _setup("lstm")
     with pytest.raises(ValueError, match=r"the kernels compute in float32 \(and bfloat16\); float64 runs on the XLA path"):
         jr.rnn(cell, params, xs, backend="pallas")
+
+
+def test_a_builtin_cell_with_replaced_functions_runs_its_own_functions(reference_kernels):
+    cell, params, _, xs, _ = _setup("lstm")
+    doubled = cell._replace(update=lambda state, px, rec: cell.update(state, 2.0 * px, rec))
+    assert jr._cells.builtin_kernel(cell) == "lstm" and jr._cells.builtin_kernel(doubled) is None
+    with pytest.raises(ValueError, match=r"the lstm cell has no fused kernel"):
+        jr.rnn(doubled, params, xs, backend="pallas")
+    ys, _ = jr.rnn(doubled, params, xs)
+    want, _ = jr.rnn(cell, params._replace(w_ih=2.0 * params.w_ih, b_ih=2.0 * params.b_ih), xs)
+    np.testing.assert_allclose(ys, want, rtol=1e-12, atol=1e-12)
 
 
 def test_pallas_reports_what_the_kernel_cannot_run(reference_kernels):

@@ -99,3 +99,27 @@ def _truncated_forward(kind, px, eps, w_hh, b_hh, h0, c0, mask, truncate):
         hs.append(h)
         cs.append(c)
     return jnp.stack(hs), (jnp.stack(cs) if c is not None else None)
+
+
+@pytest.mark.parametrize("kind", ref.KINDS)
+@pytest.mark.parametrize("with_mask, truncate", [(False, None), (True, 2)])
+@pytest.mark.parametrize("unroll", [1, 3])
+def test_xla_scan_kernel_equals_the_reference(kind, with_mask, truncate, unroll):
+    """jaxrnn._scan_kernel (the XLA backend) against the contract, with its own residual."""
+    from jaxrnn import _scan_kernel
+
+    px, w_hh, b_hh, h0, c0, mask, d_h_all, d_c_last = _inputs(kind, 7, 3, 5, with_mask, seed=1)
+    want_fwd = ref.forward(kind, px, w_hh, b_hh, h0, c0, mask)
+    h_all, c_all, saved = _scan_kernel.forward(kind, px, w_hh, b_hh, h0, c0, mask, unroll=unroll)
+    np.testing.assert_allclose(h_all, want_fwd[0], rtol=1e-12, atol=1e-12)
+    if kind == "lstm":
+        np.testing.assert_allclose(c_all, want_fwd[1], rtol=1e-12, atol=1e-12)
+    want = ref.backward(kind, px, want_fwd[2], w_hh, h0, c0, *want_fwd[:2], mask, d_h_all, d_c_last, truncate=truncate)
+    got = _scan_kernel.backward(
+        kind, None, saved, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last, truncate=truncate, unroll=unroll
+    )
+    for name, g_, w_ in zip(("d_px", "d_rec", "d_h0", "d_c0"), got, want):
+        if w_ is None:
+            assert g_ is None, name
+        else:
+            np.testing.assert_allclose(g_, w_, rtol=1e-12, atol=1e-12, err_msg=name)
