@@ -2,8 +2,10 @@
 
 One run times every implementation on the same weights and inputs:
 
-- ``jaxrnn-bptt`` (:func:`jaxrnn.rnn` with the hand-written BPTT) and
-  ``jaxrnn-autodiff`` (``jax.grad`` through the same scan);
+- ``jaxrnn-bptt`` (:func:`jaxrnn.rnn` with the hand-written BPTT on the XLA
+  backend), ``jaxrnn-pallas`` (the same with the fused Pallas kernels; GPU and TPU
+  only; "highest" precision at ``--precision highest``, else "fast") and
+  ``jaxrnn-autodiff`` (``jax.grad`` through the plain scan);
 - flax ``nn.RNN`` with its cells and, on GPU, cuDNN through
   ``jax.experimental.rnn`` (:mod:`jaxrnn._bench_peers`);
 - PyTorch ``nn.LSTM/GRU/RNN`` when installed, in a separate process
@@ -43,7 +45,8 @@ import jaxrnn as jr
 from jaxrnn import _bench_peers, _bench_torch
 
 CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman}
-JAXRNN_IMPLS = ("jaxrnn-bptt", "jaxrnn-autodiff")
+JAXRNN_IMPLS = ("jaxrnn-bptt", "jaxrnn-pallas", "jaxrnn-autodiff")
+PALLAS = "jaxrnn-pallas"
 ALL_IMPLS = JAXRNN_IMPLS + (
     "flax-LSTMCell", "flax-OptimizedLSTMCell", "flax-GRUCell", "flax-SimpleCell", "jax-cudnn", "torch",
 )
@@ -141,11 +144,14 @@ class Impl(NamedTuple):
     to_canonical: Callable
 
 
-def _jaxrnn_impl(name: str, cell, params) -> Impl:
-    grad = "bptt" if name == OURS else "autodiff"
+def _jaxrnn_impl(name: str, cell, params, precision: str = "default") -> Impl:
+    grad = "autodiff" if name == REFERENCE else "bptt"
+    backend = "xla"
+    if name == PALLAS:
+        backend = jr.Pallas(precision="highest" if precision == "highest" else "fast")
 
     def forward(p, xs):
-        return jr.rnn(cell, p, xs, grad=grad)[0]
+        return jr.rnn(cell, p, xs, grad=grad, backend=backend)[0]
 
     def loss(p, xs):
         ys = forward(p, xs)
@@ -212,7 +218,8 @@ def _problem(cell_name: str, shape: Shape, seed: int = 0):
 
 def _impl_names(plan: Plan, cell_name: str) -> list:
     """The implementations to run, the correctness reference first."""
-    names = [REFERENCE, OURS] + _bench_peers.available_peers(cell_name, plan.backend) + ["torch"]
+    pallas = [PALLAS] if jax.devices(plan.backend)[0].platform in ("gpu", "cuda", "rocm", "tpu") else []
+    names = [REFERENCE, OURS] + pallas + _bench_peers.available_peers(cell_name, plan.backend) + ["torch"]
     if plan.impls is not None:
         names = [n for n in names if n in plan.impls or n == REFERENCE]
     return names
@@ -247,7 +254,7 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
                     impl_params, impl_inputs = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), (params, inputs))
                 try:
                     impl = (
-                        _jaxrnn_impl(name, cell, impl_params) if name in JAXRNN_IMPLS
+                        _jaxrnn_impl(name, cell, impl_params, plan.precision) if name in JAXRNN_IMPLS
                         else _bench_peers.make_peer(name, cell_name, impl_params)
                     )
                 except (TypeError, ValueError) as e:  # e.g. cuDNN's op takes float32 only
@@ -380,17 +387,23 @@ def best_peer(rows: list) -> Optional[dict]:
     return min(peers, key=lambda r: r["fwdbwd"]["median_ms"], default=None)
 
 
+def best_ours(rows: list) -> Optional[dict]:
+    """The fastest correct jaxrnn implementation among ``rows`` (hand-written BPTT, XLA or Pallas)."""
+    ours = [r for r in rows if r["impl"] in (OURS, PALLAS) and r["status"] == "ok"]
+    return min(ours, key=lambda r: r["fwdbwd"]["median_ms"], default=None)
+
+
 def _table(rows: list, keys: list) -> list:
     impls = list(dict.fromkeys(r["impl"] for r in rows))
-    head = ["cell", "B×T×H"] + impls + ["jaxrnn-bptt / best peer (fwd+bwd time)"]
+    head = ["cell", "B×T×H"] + impls + ["best jaxrnn / best peer (fwd+bwd time)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell, b, t, h in keys:
         here = [r for r in rows if (r["cell"], r["batch"], r["steps"], r["hidden"]) == (cell, b, t, h)]
         by_impl = {r["impl"]: r for r in here}
-        ours, peer = by_impl.get(OURS), best_peer(here)
+        ours, peer = best_ours(here), best_peer(here)
         ratio = "—"
-        if ours is not None and ours["status"] == "ok" and peer is not None:
-            ratio = f"{ours['fwdbwd']['median_ms'] / peer['fwdbwd']['median_ms']:.2f} (vs {peer['impl']})"
+        if ours is not None and peer is not None:
+            ratio = f"{ours['fwdbwd']['median_ms'] / peer['fwdbwd']['median_ms']:.2f} ({ours['impl']} vs {peer['impl']})"
         lines.append("| " + " | ".join([cell, f"{b}×{t}×{h}"] + [_cell_text(by_impl.get(i)) for i in impls] + [ratio]) + " |")
     return lines
 

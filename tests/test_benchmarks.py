@@ -40,7 +40,7 @@ def test_bench_quick_checks_every_implementation_and_writes_reports(tmp_path):
         assert row["peak_bytes"] > 0
     assert data["versions"]["jax"] and data["device"]["platform"] == "cpu"
     table = (out / "bench.md").read_text()
-    assert "jaxrnn-bptt / best peer" in table and "Sequence-length sweep" in table
+    assert "best jaxrnn / best peer" in table and "Sequence-length sweep" in table
     assert sorted(p.name for p in out.glob("*.png")) == ["sweep_elman.png", "sweep_gru.png", "sweep_lstm.png"]
     assert "| lstm | 4×128×32 |" in result.stdout
 
@@ -65,7 +65,10 @@ def test_ratio_is_against_the_fastest_correct_peer():
     result = {"rows": rows, "shapes": ["2x8x4"], "sweep": [], "date": "d", "repeats": 3, "precision": "p",
               "device": {"kind": "k", "platform": "cpu"}, "versions": {"jax": "j", "flax": "f"}, "torch": None}
     table = _bench.markdown(result)
-    assert "| 0.50 (vs torch) |" in table
+    assert "| 0.50 (jaxrnn-bptt vs torch) |" in table
+    rows.append(_row("jaxrnn-pallas", 4.0))
+    assert _bench.best_ours(rows)["impl"] == "jaxrnn-pallas"
+    assert "| 0.20 (jaxrnn-pallas vs torch) |" in _bench.markdown({**result, "rows": rows})
     assert "1.0 (0.3) **wrong** (err 5.0e-01)" in table
 
 
