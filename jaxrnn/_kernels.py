@@ -253,6 +253,35 @@ def _run(cell, backend, params, state, xs, lengths):
     return (ys, _final_state(kind, h_all, c_all)), (px, rec_all, h_all, c_all, mask)
 
 
+def _weight_gradients(params, xs, h_prev, d_px, d_rec):
+    """The gradients of the weights and inputs: one large matmul each, over all ``T * B`` rows.
+
+    The sequences are flattened to 2-D first: XLA:CPU runs ``[T*B, G*H]^T @ [T*B, I]``
+    about twice as fast as the same contraction over the two axes ``t, b``
+    (``benchmarks/NOTES.md``). Products accumulate in the carry dtype; the
+    gradients take the dtype of what they belong to.
+    """
+    rows = d_px.shape[0] * d_px.shape[1]
+    d_px2 = d_px.reshape(rows, d_px.shape[-1])
+    d_rec2 = d_px2 if d_rec is d_px else d_rec.reshape(rows, d_rec.shape[-1])
+    acc = d_px.dtype
+
+    def grad_t(d2, a):  # d2^T @ a
+        a2 = a.reshape(rows, a.shape[-1]).astype(acc)
+        return jax.lax.dot_general(d2, a2, (((0,), (0,)), ((), ())), preferred_element_type=acc)
+
+    d_xs = jax.lax.dot_general(
+        d_px2.astype(params.w_ih.dtype), params.w_ih, (((1,), (0,)), ((), ())), preferred_element_type=acc
+    )
+    d_params = type(params)(
+        w_ih=grad_t(d_px2, xs).astype(params.w_ih.dtype),
+        w_hh=grad_t(d_rec2, h_prev).astype(params.w_hh.dtype),
+        b_ih=jnp.sum(d_px2, axis=0).astype(params.b_ih.dtype),
+        b_hh=jnp.sum(d_rec2, axis=0).astype(params.b_hh.dtype),
+    )
+    return d_params, d_xs.reshape(xs.shape).astype(xs.dtype)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _kernel_scan(cell, backend, truncate, params, state, xs, lengths):
     return _run(cell, backend, params, state, xs, lengths)[0]
@@ -276,13 +305,8 @@ def _kernel_scan_bwd(cell, backend, truncate, res, cotangents):
     d_px, d_rec, d_h0, d_c0 = _kernel_backward(
         kind, backend, truncate, px, rec_all, params.w_hh, state.h, c0, h_all, c_all, mask, d_h_all, d_c_last
     )
-    # The weight and input gradients: one large matmul each, over all T * B rows.
-    _, project_vjp = jax.vjp(cell.project, params, xs)
-    d_params, d_xs = project_vjp(d_px)
     h_prev = jnp.concatenate([state.h[None], h_all[:-1]], axis=0)
-    _, rec_vjp = jax.vjp(lambda p: cell.project_state(p, HiddenState(h_prev)), params)
-    (d_params_rec,) = rec_vjp(d_rec)
-    d_params = jax.tree_util.tree_map(jnp.add, d_params, d_params_rec)
+    d_params, d_xs = _weight_gradients(params, xs, h_prev, d_px, d_rec)
     d_state = LSTMState(d_h0, d_c0) if kind == "lstm" else HiddenState(d_h0)
     d_state = jax.tree_util.tree_map(lambda d, s: d.astype(s.dtype), d_state, state)
     return d_params, d_state, d_xs, None
