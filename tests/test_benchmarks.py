@@ -114,3 +114,22 @@ def test_bench_bfloat16_rows_are_checked_against_a_float32_reference(tmp_path):
     # jaxrnn carries bfloat16 inputs in float32, so it stays much closer to the reference.
     assert 0.0 < rows["jaxrnn-bptt"]["rel_error"] < 1e-2
     assert all(r["status"] == "ok" for r in data["rows"])
+
+
+def test_remat_memory_quick_shows_the_memory_shrink(tmp_path):
+    _run(["-m", "benchmarks.remat_memory", "--quick", "--out", str(tmp_path)], ROOT)
+    data = json.loads((tmp_path / "remat_memory.json").read_text())
+    by_steps = {}
+    for row in data["rows"]:
+        by_steps.setdefault(row["steps"], {})[row["remat"]] = row["temp_bytes"]
+    for steps, temps in by_steps.items():
+        plain = temps[None]
+        assert all(t < plain for k, t in temps.items() if k is not None), (steps, temps)
+
+
+def test_pallas_tune_quick_runs_the_gpu_kernels_in_interpret_mode(tmp_path):
+    _run(["-m", "benchmarks.pallas_tune", "--quick", "--interpret", "--repeats", "1", "--cells", "gru",
+          "--out", str(tmp_path)], ROOT)
+    data = json.loads((tmp_path / "pallas_tune.json").read_text())
+    kernel_rows = [r for r in data["rows"] if r["impl"] == "pallas-gpu"]
+    assert kernel_rows and all(r["status"] == "ok" and r["rel_error_vs_xla"] < 1e-5 for r in kernel_rows)
