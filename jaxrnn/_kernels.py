@@ -31,10 +31,10 @@ from jax.sharding import PartitionSpec as P
 
 from jaxrnn import _kernel_ref
 from jaxrnn._cells import HiddenState, LSTMState, builtin_kernel
+from jaxrnn._parallel import DATA_AXIS
 
 BACKENDS = ("auto", "xla", "pallas")
 TARGETS = ("gpu", "tpu")
-DATA_AXIS = "data"  # the batch axis of a data-parallel mesh; jaxrnn._parallel names its mesh axis so
 
 _PLATFORM_TARGET = {"gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
 

@@ -176,6 +176,35 @@ def _case_bench(out_dir):
             "result": json.loads((out / "scaling.json").read_text())}
 
 
+def _case_pallas(out_dir):
+    """The Pallas backend under an 8-device mesh: per shard, not replicated."""
+    import jax.numpy as jnp
+
+    import jaxrnn as jr
+
+    cell = jr.lstm(20)
+    params = cell.init(jax.random.PRNGKey(0), 6)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (16, 7, 6), jnp.float32)
+    lengths = jnp.arange(16, dtype=jnp.int32) % 8
+
+    def loss(p, x, backend):
+        ys, final = jr.rnn(cell, p, x, lengths=lengths, backend=backend)
+        return jnp.sum(ys * ys) + jnp.sum(final.c)
+
+    kernel = jr.Pallas(target="gpu", interpret=True)
+    grad = jax.value_and_grad(loss, argnums=(0, 1))
+    want = jax.jit(grad, static_argnums=2)(params, xs, "xla")
+    mesh = _parallel.make_mesh(DEVICES)
+    placed = _parallel.shard_batch(xs, mesh)
+    with _parallel.mesh_context(mesh):
+        got = jax.jit(grad, static_argnums=2)(params, placed, kernel)
+        jaxpr = str(jax.make_jaxpr(grad, static_argnums=2)(params, placed, kernel))
+    flat = lambda tree: [np.asarray(a, np.float64).ravel().tolist() for a in jax.tree_util.tree_leaves(tree)]
+    return {"got": flat(got), "want": flat(want), "shard_maps": jaxpr.count("shard_map"),
+            "per_shard_px": "f32[7,2,80]" in jaxpr, "whole_px_in_kernel": jaxpr.count("pallas_call"),
+            "outside": str(jax.make_jaxpr(grad, static_argnums=2)(params, xs, kernel)).count("shard_map")}
+
+
 def run_case(name, tmp_path):
     """Run ``_case_NAME`` in a fresh interpreter with 8 CPU devices; returns what it printed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
@@ -370,3 +399,13 @@ def test_a_failed_distributed_start_names_the_options(monkeypatch):
         "jax.distributed.initialize failed: coordinator_address should be defined. Give --coordinator-address "
         "HOST:PORT (process 0's), --num-processes and --process-id, or set JAX_COORDINATOR_ADDRESS, "
         "JAX_NUM_PROCESSES, JAX_PROCESS_ID.")
+
+
+def test_pallas_kernels_run_per_shard_under_a_data_mesh(tmp_path):
+    result = run_case("pallas", tmp_path)
+    for got, want in zip(result["got"], result["want"]):
+        _close(got, want, rtol=1e-5, atol=1e-5)
+    # The forward and the backward kernel each run inside a shard_map, on 16 / 8 = 2 rows each
+    # (px per shard [T=7, 2, 4H=80]); without a mesh, no shard_map.
+    assert result["shard_maps"] >= 2 and result["per_shard_px"] and result["whole_px_in_kernel"] >= 2
+    assert result["outside"] == 0
