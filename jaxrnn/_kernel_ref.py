@@ -70,64 +70,92 @@ def _dot(d, w_hh, precision: str):
     )
 
 
-def gates_forward(kind: str, px_t, rec_t, h, c):
-    """One step's gate arithmetic: ``(h_new, c_new)`` (``c_new`` None but for LSTM)."""
+def _blocks(a, parts: int):
+    """The ``parts`` equal blocks of the last axis of ``a``."""
+    size = a.shape[-1] // parts
+    return [a[:, k * size : (k + 1) * size] for k in range(parts)]
+
+
+def activations(kind: str, px_t, rec_t):
+    """One step's activated gates, what the reverse step needs of the forward.
+
+    Elman: the new state ``f(px + rec)``; LSTM: ``[i, f, g, o]`` concatenated;
+    GRU: ``[r, z, n, hn]`` with ``hn`` the recurrent n-projection (``4H`` wide).
+    """
     if kind == "elman_tanh":
-        return jnp.tanh(px_t + rec_t), None
+        return jnp.tanh(px_t + rec_t)
     if kind == "elman_relu":
-        return jnp.maximum(px_t + rec_t, 0.0), None
-    hidden = h.shape[-1]
+        return jnp.maximum(px_t + rec_t, 0.0)
     if kind == "lstm":
-        a = px_t + rec_t
-        i = jax.nn.sigmoid(a[:, :hidden])
-        f = jax.nn.sigmoid(a[:, hidden : 2 * hidden])
-        g = jnp.tanh(a[:, 2 * hidden : 3 * hidden])
-        o = jax.nn.sigmoid(a[:, 3 * hidden :])
+        i, f, g, o = _blocks(px_t + rec_t, 4)
+        return jnp.concatenate([jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)], axis=-1)
+    xr, xz, xn = _blocks(px_t, 3)
+    hr, hz, hn = _blocks(rec_t, 3)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    return jnp.concatenate([r, z, jnp.tanh(xn + r * hn), hn], axis=-1)
+
+
+def step_from_gates(kind: str, act, h, c):
+    """The state after the step from :func:`activations`: ``(h_new, c_new)``, ``c_new`` None but for LSTM."""
+    if kind in ("elman_tanh", "elman_relu"):
+        return act, None
+    if kind == "lstm":
+        i, f, g, o = _blocks(act, 4)
         c_new = f * c + i * g
         return o * jnp.tanh(c_new), c_new
-    r = jax.nn.sigmoid(px_t[:, :hidden] + rec_t[:, :hidden])
-    z = jax.nn.sigmoid(px_t[:, hidden : 2 * hidden] + rec_t[:, hidden : 2 * hidden])
-    n = jnp.tanh(px_t[:, 2 * hidden :] + r * rec_t[:, 2 * hidden :])
+    _, z, n, _ = _blocks(act, 4)
     return (1.0 - z) * n + z * h, None
 
 
-def gates_backward(kind: str, px_t, rec_t, h, c, dh, dc):
-    """One step's gate reverse.
+def reverse_from_gates(kind: str, act, h, c, c_new, dh, dc):
+    """One step's gate reverse from :func:`activations`.
 
-    ``dh``, ``dc``: cotangents of the state after the step (``dc`` None but for
-    LSTM). Returns ``(d_px_t, d_rec_t, dh_direct, dc_prev)``: the gate deltas, the
-    cotangent of the previous ``h`` through every path but ``rec`` (add
-    ``d_rec_t @ w_hh`` for the whole of it) and of the previous ``c``.
+    ``h``, ``c``: the state entering the step; ``c_new`` the LSTM cell state after
+    it; ``dh``, ``dc``: cotangents of the state after the step (``dc`` None but for
+    LSTM). Returns ``(d_px_t, d_rec_t, dh_direct, dc_prev)``: the gate deltas (one
+    array for both but for the GRU), the cotangent of the previous ``h`` through
+    every path but ``rec`` (None where there is none; add ``d_rec_t @ w_hh`` for
+    the whole of it) and of the previous ``c``.
     """
-    hidden = h.shape[-1]
     if kind in ("elman_tanh", "elman_relu"):
-        h_new = gates_forward(kind, px_t, rec_t, h, c)[0]
-        slope = 1.0 - h_new * h_new if kind == "elman_tanh" else (h_new > 0.0).astype(h_new.dtype)
+        slope = 1.0 - act * act if kind == "elman_tanh" else (act > 0.0).astype(act.dtype)
         da = dh * slope
-        return da, da, jnp.zeros_like(h), None
+        return da, da, None, None
     if kind == "lstm":
-        a = px_t + rec_t
-        i = jax.nn.sigmoid(a[:, :hidden])
-        f = jax.nn.sigmoid(a[:, hidden : 2 * hidden])
-        g = jnp.tanh(a[:, 2 * hidden : 3 * hidden])
-        o = jax.nn.sigmoid(a[:, 3 * hidden :])
-        tanh_c = jnp.tanh(f * c + i * g)
+        i, f, g, o = _blocks(act, 4)
+        tanh_c = jnp.tanh(c_new)
         dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
         da = jnp.concatenate(
             [dc * g * i * (1.0 - i), dc * c * f * (1.0 - f), dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)],
             axis=-1,
         )
-        return da, da, jnp.zeros_like(h), dc * f
-    r = jax.nn.sigmoid(px_t[:, :hidden] + rec_t[:, :hidden])
-    z = jax.nn.sigmoid(px_t[:, hidden : 2 * hidden] + rec_t[:, hidden : 2 * hidden])
-    hn = rec_t[:, 2 * hidden :]
-    n = jnp.tanh(px_t[:, 2 * hidden :] + r * hn)
+        return da, da, None, dc * f
+    r, z, n, hn = _blocks(act, 4)
     dan = dh * (1.0 - z) * (1.0 - n * n)
     daz = dh * (h - n) * z * (1.0 - z)
     dar = dan * hn * r * (1.0 - r)
     d_px = jnp.concatenate([dar, daz, dan], axis=-1)
     d_rec = jnp.concatenate([dar, daz, dan * r], axis=-1)
     return d_px, d_rec, dh * z, None
+
+
+def gates_forward(kind: str, px_t, rec_t, h, c):
+    """One step's gate arithmetic: ``(h_new, c_new)`` (``c_new`` None but for LSTM)."""
+    return step_from_gates(kind, activations(kind, px_t, rec_t), h, c)
+
+
+def gates_backward(kind: str, px_t, rec_t, h, c, dh, dc):
+    """One step's gate reverse from the projections (recomputes the gates).
+
+    ``h``, ``c``: the state entering the step; ``dh``, ``dc``: cotangents of the
+    state after it. Returns ``(d_px_t, d_rec_t, dh_direct, dc_prev)`` as
+    :func:`reverse_from_gates`, with ``dh_direct`` zeros where there is no direct path.
+    """
+    act = activations(kind, px_t, rec_t)
+    c_new = step_from_gates(kind, act, h, c)[1]
+    d_px, d_rec, dh_direct, dc_prev = reverse_from_gates(kind, act, h, c, c_new, dh, dc)
+    return d_px, d_rec, jnp.zeros_like(h) if dh_direct is None else dh_direct, dc_prev
 
 
 def _keep(mask_t, new, old):
