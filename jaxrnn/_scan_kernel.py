@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -45,10 +46,25 @@ def _precision(precision: Optional[str]):
     return {None: None, "highest": lax.Precision.HIGHEST, "fast": lax.Precision.DEFAULT}[precision]
 
 
+def _weights(w):
+    """``(w for the loop's products, the dtype the other operand is rounded to)``.
+
+    On CPU, low-precision weights are widened once, before the loop, and the other
+    operand is rounded to their dtype: products of two bfloat16 numbers are exact
+    in float32, so the result is that of a bfloat16 product with float32
+    accumulation, and XLA:CPU of jax 0.7 has no bfloat16 dot in this layout.
+    """
+    wide = carry_dtype(w.dtype)
+    if w.dtype != wide and jax.default_backend() == "cpu":
+        return w.astype(wide), w.dtype
+    return w, w.dtype
+
+
 def _dot(a, w, precision):
-    """``a @ w`` in ``w``'s dtype, accumulated in the carry dtype."""
+    """``a @ w[0]`` with ``a`` rounded to ``w[1]``, accumulated in the carry dtype."""
+    w, round_to = w
     return lax.dot_general(
-        a.astype(w.dtype), w, (((1,), (0,)), ((), ())), precision=precision,
+        a.astype(round_to).astype(w.dtype), w, (((1,), (0,)), ((), ())), precision=precision,
         preferred_element_type=carry_dtype(a.dtype),
     )
 
@@ -56,7 +72,7 @@ def _dot(a, w, precision):
 def forward(kind, px, w_hh, b_hh, h0, c0, mask, *, precision=None, interpret=False, unroll: int = 1):
     """The contract's forward; the third output is this kernel's residual (the saved gates)."""
     del interpret
-    w_t = w_hh.T  # once, outside the loop
+    w_t = _weights(w_hh.T)  # once, outside the loop
     prec = _precision(precision)
     bias = b_hh.astype(px.dtype)[None, :]
 
@@ -78,6 +94,7 @@ def backward(kind, px, saved, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_las
     """The contract's backward, reading the residual of :func:`forward` (``px`` is unused)."""
     del px, interpret
     prec = _precision(precision)
+    w = _weights(w_hh)
     num_steps = h_all.shape[0]
     h_prev = jnp.concatenate([h0[None], h_all[:-1]], axis=0) if kind == "gru" else None
     c_prev = None if c_all is None else jnp.concatenate([c0[None], c_all[:-1]], axis=0)
@@ -89,7 +106,7 @@ def backward(kind, px, saved, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_las
         t, act_t, h_prev_t, c_t, c_prev_t, dh_t, mask_t = inp
         dh = dh + dh_t
         d_px_t, d_rec_t, dh_direct, dc_prev = ref.reverse_from_gates(kind, act_t, h_prev_t, c_prev_t, c_t, dh, dc)
-        dh_prev = _dot(d_rec_t, w_hh, prec)
+        dh_prev = _dot(d_rec_t, w, prec)
         if dh_direct is not None:
             dh_prev = dh_prev + dh_direct
         same = d_px_t is d_rec_t
