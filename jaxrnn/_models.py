@@ -120,6 +120,8 @@ class StackedRNN:
         truncate: Optional[int] = None,
         unroll: Optional[int] = None,
         residuals: str = "gates",
+        remat: Optional[int] = None,
+        backend: Any = "auto",
     ) -> tuple:
         """Run the stack.
 
@@ -130,7 +132,8 @@ class StackedRNN:
           key: PRNG key for dropout; without it dropout is off (evaluation).
           state: initial states with the structure of :meth:`initial_state`; zeros if None.
           time_major: override the model's ``time_major``.
-          grad, truncate, unroll, residuals: as in :func:`jaxrnn.rnn`.
+          grad, truncate, unroll, residuals, remat, backend: as in :func:`jaxrnn.rnn`,
+            for every layer.
 
         Returns:
           ``(ys, finals)``: ``ys [B, T, output_size]`` and a tuple over layers of final
@@ -147,7 +150,8 @@ class StackedRNN:
             )
         use_dropout = key is not None and self.dropout > 0.0
         keys = jax.random.split(key, self.num_layers) if use_dropout else [None] * self.num_layers
-        run = dict(lengths=lengths, time_major=time_major, grad=grad, truncate=truncate, unroll=unroll, residuals=residuals)
+        run = dict(lengths=lengths, time_major=time_major, grad=grad, truncate=truncate, unroll=unroll,
+                   residuals=residuals, remat=remat, backend=backend)
         finals = []
         inputs = xs
         for layer, (cell, layer_params) in enumerate(zip(self.cells, params)):

@@ -77,6 +77,8 @@ class Recurrent(nnx.Module):
         truncate: Optional[int] = None,
         unroll: Optional[int] = None,
         residuals: str = "gates",
+        remat: Optional[int] = None,
+        backend: Any = "auto",
     ) -> tuple:
         """Run the stack on ``xs``.
 
@@ -87,7 +89,7 @@ class Recurrent(nnx.Module):
             zeros if None.
           rngs: draws the dropout key from its ``dropout`` stream; without it
             dropout is off (evaluation).
-          grad, truncate, unroll, residuals: as in :func:`jaxrnn.rnn`.
+          grad, truncate, unroll, residuals, remat, backend: as in :func:`jaxrnn.rnn`.
 
         Returns:
           ``(ys, finals)`` of :meth:`jaxrnn.StackedRNN.apply`.
@@ -95,7 +97,7 @@ class Recurrent(nnx.Module):
         key = None if rngs is None else rngs.dropout()
         return self.model.apply(
             _values(self.params), xs, lengths, key, state=state, grad=grad,
-            truncate=truncate, unroll=unroll, residuals=residuals,
+            truncate=truncate, unroll=unroll, residuals=residuals, remat=remat, backend=backend,
         )
 
 
@@ -108,7 +110,7 @@ class LinenRecurrent(nn.Module):
 
     Attributes:
       model: the stack, e.g. ``jaxrnn.LSTM(input_size, hidden_size, ...)``.
-      grad, truncate, unroll, residuals: as in :func:`jaxrnn.rnn`.
+      grad, truncate, unroll, residuals, remat, backend: as in :func:`jaxrnn.rnn`.
       param_dtype: dtype of the parameters.
 
     Example:
@@ -129,6 +131,8 @@ class LinenRecurrent(nn.Module):
     truncate: Optional[int] = None
     unroll: Optional[int] = None
     residuals: str = "gates"
+    remat: Optional[int] = None
+    backend: Any = "auto"
     param_dtype: Any = jnp.float32
 
     @nn.compact
@@ -157,5 +161,6 @@ class LinenRecurrent(nn.Module):
         key = None if deterministic else self.make_rng("dropout")
         return self.model.apply(
             params, xs, lengths, key, state=state, grad=self.grad,
-            truncate=self.truncate, unroll=self.unroll, residuals=self.residuals,
+            truncate=self.truncate, unroll=self.unroll, residuals=self.residuals, remat=self.remat,
+            backend=self.backend,
         )
