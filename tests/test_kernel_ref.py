@@ -102,8 +102,7 @@ def _truncated_forward(kind, px, eps, w_hh, b_hh, h0, c0, mask, truncate):
 
 
 @pytest.mark.parametrize("kind", ref.KINDS)
-@pytest.mark.parametrize("with_mask, truncate", [(False, None), (True, 2)])
-@pytest.mark.parametrize("unroll", [1, 3])
+@pytest.mark.parametrize("with_mask, truncate, unroll", [(False, None, 1), (True, 2, 3)])
 def test_xla_scan_kernel_equals_the_reference(kind, with_mask, truncate, unroll):
     """jaxrnn._scan_kernel (the XLA backend) against the contract, with its own residual."""
     from jaxrnn import _scan_kernel
