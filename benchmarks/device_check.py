@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn as jr
+from jaxrnn import _kernels
 
 CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman, "layer_norm_lstm": jr.layer_norm_lstm}
 SHAPES = [(8, 64, 32), (1, 257, 16), (5, 33, 128)]
@@ -52,7 +53,7 @@ def _grads(cell, params, xs, **kwargs):
 def precision_rows(interpret: bool = False) -> list:
     """Gradient errors of each backend and precision mode against float64 on the host CPU."""
     platform = jax.devices()[0].platform
-    target = {"gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}.get(platform)
+    target = _kernels.pallas_target(platform)
     targets = [target] if target else (["gpu", "tpu"] if interpret else [])
     batch, steps, hidden = PRECISION_SHAPE
     rows = []

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn as jr
-from jaxrnn import _bench_peers, _bench_torch
+from jaxrnn import _bench_peers, _bench_torch, _kernels
 
 CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman}
 JAXRNN_IMPLS = ("jaxrnn-bptt", "jaxrnn-pallas", "jaxrnn-autodiff")
@@ -218,7 +218,7 @@ def _problem(cell_name: str, shape: Shape, seed: int = 0):
 
 def _impl_names(plan: Plan, cell_name: str) -> list:
     """The implementations to run, the correctness reference first."""
-    pallas = [PALLAS] if jax.devices(plan.backend)[0].platform in ("gpu", "cuda", "rocm", "tpu") else []
+    pallas = [PALLAS] if _kernels.pallas_target(jax.devices(plan.backend)[0].platform) else []
     names = [REFERENCE, OURS] + pallas + _bench_peers.available_peers(cell_name, plan.backend) + ["torch"]
     if plan.impls is not None:
         names = [n for n in names if n in plan.impls or n == REFERENCE]

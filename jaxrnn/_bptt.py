@@ -32,6 +32,7 @@ from jax import lax
 
 from jaxrnn import _kernels
 from jaxrnn._cells import builtin_kernel
+from jaxrnn._kernel_ref import select, step_masks, truncation_cut, zero_where_masked
 
 tree_map = jax.tree_util.tree_map
 
@@ -49,35 +50,6 @@ def is_structured(cell) -> bool:
     return all(getattr(cell, name, None) is not None for name in ("project", "project_state", "update"))
 
 
-def _select(mask_t, new, old):
-    """``new`` where ``mask_t`` (shape ``batch``), else ``old``, leaf by leaf."""
-    if mask_t is None:
-        return new
-    return tree_map(lambda n, o: jnp.where(mask_t.reshape(mask_t.shape + (1,) * (n.ndim - mask_t.ndim)), n, o), new, old)
-
-
-def _zero_where_masked(mask_t, tree):
-    if mask_t is None:
-        return tree
-    return tree_map(
-        lambda a: jnp.where(mask_t.reshape(mask_t.shape + (1,) * (a.ndim - mask_t.ndim)), a, jnp.zeros_like(a)),
-        tree,
-    )
-
-
-def _cut(cfg: ScanConfig, t):
-    """True at the steps where truncated BPTT stops the gradient of the entering state."""
-    return jnp.logical_and(t > 0, t % cfg.truncate == 0)
-
-
-def _masks(lengths, num_steps: int):
-    """``[T, *batch]`` bool: step t is inside each sequence's length; None without lengths."""
-    if lengths is None:
-        return None
-    t = jnp.arange(num_steps, dtype=lengths.dtype).reshape((num_steps,) + (1,) * lengths.ndim)
-    return t < lengths[None]
-
-
 def forward_scan(cell, cfg: ScanConfig, params, state, xs, lengths, *, save: bool = False, stop_gradients: bool = False):
     """Run the cell over time-major ``xs``.
 
@@ -92,7 +64,7 @@ def forward_scan(cell, cfg: ScanConfig, params, state, xs, lengths, *, save: boo
     ``cfg.truncate``.
     """
     num_steps = xs.shape[0]
-    masks = _masks(lengths, num_steps)
+    masks = step_masks(lengths, num_steps)
     structured = is_structured(cell)
     px = cell.project(params, xs) if structured else None
     save_rec = save and structured and cfg.residuals == "gates"
@@ -100,7 +72,7 @@ def forward_scan(cell, cfg: ScanConfig, params, state, xs, lengths, *, save: boo
     def body(state, inp):
         t, x_t, mask_t = inp
         if stop_gradients and cfg.truncate is not None:
-            cut = _cut(cfg, t)
+            cut = truncation_cut(t, cfg.truncate)
             state = tree_map(lambda s: jnp.where(cut, lax.stop_gradient(s), s), state)
         if structured:
             rec = cell.project_state(params, state)
@@ -108,8 +80,8 @@ def forward_scan(cell, cfg: ScanConfig, params, state, xs, lengths, *, save: boo
         else:
             rec = None
             new_state, y = cell.step(params, state, x_t)
-        new_state = _select(mask_t, new_state, state)
-        y = _zero_where_masked(mask_t, y)
+        new_state = select(mask_t, new_state, state)
+        y = zero_where_masked(mask_t, y)
         out = (y, state if save else None, rec if save_rec else None)
         return new_state, out
 
@@ -155,14 +127,14 @@ def _bptt_bwd(cell, cfg, res, cotangents):
     params, xs, lengths, (px, states_prev, rec) = res
     d_ys, d_final = cotangents
     num_steps = xs.shape[0]
-    masks = _masks(lengths, num_steps)
+    masks = step_masks(lengths, num_steps)
     steps = jnp.arange(num_steps)
 
     def carry_back(d_prev, d_state, t, mask_t):
         """Masked steps pass the cotangent through; truncation stops it."""
-        d_prev = _select(mask_t, d_prev, d_state)
+        d_prev = select(mask_t, d_prev, d_state)
         if cfg.truncate is not None:
-            cut = _cut(cfg, t)
+            cut = truncation_cut(t, cfg.truncate)
             d_prev = tree_map(lambda d: jnp.where(cut, jnp.zeros_like(d), d), d_prev)
         return d_prev
 
@@ -180,8 +152,8 @@ def _bptt_bwd(cell, cfg, res, cotangents):
         else:
             px_t, rec_t = px_or_x, saved_rec
         # Zero cotangents on padded rows make their deltas zero (the reverse is linear in them).
-        d_state_in = _zero_where_masked(mask_t, d_state)
-        dy_t = _zero_where_masked(mask_t, dy_t)
+        d_state_in = zero_where_masked(mask_t, d_state)
+        dy_t = zero_where_masked(mask_t, dy_t)
         d_direct, d_px_t, d_rec_t = update_bwd(s_prev, px_t, rec_t, d_state_in, dy_t)
         (d_via_rec,) = rec_vjp(d_rec_t)
         d_prev = tree_map(jnp.add, d_direct, d_via_rec)
@@ -206,7 +178,7 @@ def _generic_bwd(cell, params, xs, lengths, states_prev, d_ys, d_final, masks, s
         d_state, d_params = carry
         t, s_prev, x_t, dy_t, mask_t = inp
         _, step_vjp = jax.vjp(cell.step, params, s_prev, x_t)
-        dp, d_prev, dx = step_vjp((_zero_where_masked(mask_t, d_state), _zero_where_masked(mask_t, dy_t)))
+        dp, d_prev, dx = step_vjp((zero_where_masked(mask_t, d_state), zero_where_masked(mask_t, dy_t)))
         d_params = tree_map(jnp.add, d_params, dp)
         return (carry_back(d_prev, d_state, t, mask_t), d_params), dx
 

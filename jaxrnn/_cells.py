@@ -63,7 +63,6 @@ class Cell(NamedTuple):
     update: Optional[Callable[..., Any]] = None
     update_bwd: Optional[Callable[..., Any]] = None
     name: str = "cell"
-    kernel: Optional[str] = None  # the fused kernel of a built-in cell (jaxrnn._kernel_ref.KINDS), else None
 
 
 class CellParams(NamedTuple):
@@ -206,7 +205,7 @@ def _param_checkers(cell_name: str, num_gates: int, hidden_size: int):
     return check_input, check_state
 
 
-def _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd, kernel=None) -> Cell:
+def _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd) -> Cell:
     """A :class:`Cell` whose ``step`` is ``update(state, project(x), project_state(state))``."""
 
     def step(params, state, x: Array):
@@ -222,7 +221,6 @@ def _split_cell(name, hidden_size, state_type, init, project, project_state, upd
         update=update,
         update_bwd=update_bwd,
         name=name,
-        kernel=kernel,
     )
 
 
@@ -259,7 +257,7 @@ def _linear_cell(
         check_state(params, state.h)
         return _affine(state.h, params.w_hh, params.b_hh)
 
-    cell = _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd, kernel)
+    cell = _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd)
     _BUILTIN[cell.step] = (kernel, project, project_state, update, update_bwd)
     return cell
 
@@ -271,17 +269,14 @@ _BUILTIN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def builtin_kernel(cell) -> Optional[str]:
     """The fused kernel of a built-in cell (:data:`jaxrnn._kernel_ref.KINDS`), None for any other cell."""
-    kernel = getattr(cell, "kernel", None)
-    step = getattr(cell, "step", None)
-    if kernel is None or step is None:
-        return None
     try:
-        entry = _BUILTIN.get(step)
+        entry = _BUILTIN.get(getattr(cell, "step", None))
     except TypeError:  # a step that cannot be weakly referenced is not one of ours
         return None
-    if entry != (kernel, cell.project, cell.project_state, cell.update, cell.update_bwd):
+    functions = tuple(getattr(cell, name, None) for name in ("project", "project_state", "update", "update_bwd"))
+    if entry is None or entry[1:] != functions:
         return None
-    return kernel
+    return entry[0]
 
 
 _ACTIVATIONS = {

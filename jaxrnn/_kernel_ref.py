@@ -158,10 +158,35 @@ def gates_backward(kind: str, px_t, rec_t, h, c, dh, dc):
     return d_px, d_rec, jnp.zeros_like(h) if dh_direct is None else dh_direct, dc_prev
 
 
-def _keep(mask_t, new, old):
-    if mask_t is None or new is None:
+def step_masks(lengths, num_steps: int):
+    """``[T, *batch]`` bool: step t is inside each sequence's length; None without lengths."""
+    if lengths is None:
+        return None
+    t = jnp.arange(num_steps, dtype=lengths.dtype).reshape((num_steps,) + (1,) * lengths.ndim)
+    return t < lengths[None]
+
+
+def _expand_mask(mask, a):
+    return mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
+
+
+def select(mask, new, old):
+    """``new`` where ``mask`` (a leading prefix of each leaf's shape), else ``old``, leaf by leaf; ``new`` without a mask."""
+    if mask is None:
         return new
-    return jnp.where(mask_t[:, None], new, old)
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(_expand_mask(mask, n), n, o), new, old)
+
+
+def zero_where_masked(mask, tree):
+    """``tree`` with zeros where ``mask`` is False (``mask`` a leading prefix of each leaf's shape)."""
+    if mask is None:
+        return tree
+    return jax.tree_util.tree_map(lambda a: jnp.where(_expand_mask(mask, a), a, jnp.zeros_like(a)), tree)
+
+
+def truncation_cut(t, truncate: int):
+    """True at the steps whose entering state's cotangent truncated BPTT zeroes (``t > 0``, a multiple of ``truncate``)."""
+    return jnp.logical_and(t > 0, t % truncate == 0)
 
 
 def forward(kind: str, px, w_hh, b_hh, h0, c0, mask, *, precision: str = "highest", interpret: bool = False):
@@ -173,7 +198,7 @@ def forward(kind: str, px, w_hh, b_hh, h0, c0, mask, *, precision: str = "highes
         px_t, mask_t = inp
         rec_t = _dot_t(h, w_hh, precision) + b_hh[None, :]
         h_new, c_new = gates_forward(kind, px_t, rec_t, h, c)
-        h_new, c_new = _keep(mask_t, h_new, h), _keep(mask_t, c_new, c)
+        h_new, c_new = select(mask_t, (h_new, c_new), (h, c))
         return (h_new, c_new), (h_new, c_new, rec_t)
 
     _, (h_all, c_all, rec_all) = lax.scan(body, (h0, c0), (px, mask))
@@ -209,15 +234,10 @@ def backward(
         dh = dh + dh_t
         d_px_t, d_rec_t, dh_prev, dc_prev = gates_backward(kind, px_t, rec_t, h, c, dh, dc)
         dh_prev = dh_prev + _dot(d_rec_t, w_hh, precision)
-        if mask_t is not None:
-            d_px_t = jnp.where(mask_t[:, None], d_px_t, 0.0)
-            d_rec_t = jnp.where(mask_t[:, None], d_rec_t, 0.0)
-            dh_prev = jnp.where(mask_t[:, None], dh_prev, dh)
-            dc_prev = _keep(mask_t, dc_prev, dc)
+        d_px_t, d_rec_t = zero_where_masked(mask_t, (d_px_t, d_rec_t))
+        dh_prev, dc_prev = select(mask_t, (dh_prev, dc_prev), (dh, dc))
         if truncate is not None:
-            cut = jnp.logical_and(t > 0, t % truncate == 0)
-            dh_prev = jnp.where(cut, jnp.zeros_like(dh_prev), dh_prev)
-            dc_prev = None if dc_prev is None else jnp.where(cut, jnp.zeros_like(dc_prev), dc_prev)
+            dh_prev, dc_prev = zero_where_masked(~truncation_cut(t, truncate), (dh_prev, dc_prev))
         return (dh_prev, dc_prev), (d_px_t, d_rec_t)
 
     inputs = (jnp.arange(num_steps), px, rec_all, h_prev, c_prev, d_h_all, mask)

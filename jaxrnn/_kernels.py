@@ -89,8 +89,13 @@ def _module_and_options(backend):
     return _kernel_module(backend.target), dict(precision=backend.precision, interpret=backend.interpret)
 
 
+def pallas_target(platform: str) -> Optional[str]:
+    """The Pallas kernels for a device platform (``"gpu"`` or ``"tpu"``), None where there are none."""
+    return _PLATFORM_TARGET.get(platform)
+
+
 def _default_target() -> Optional[str]:
-    return _PLATFORM_TARGET.get(jax.default_backend())
+    return pallas_target(jax.default_backend())
 
 
 def check_backend(backend) -> Any:
@@ -227,16 +232,6 @@ def _kernel_backward(kind, backend, truncate, px, rec_all, w_hh, h0, c0, h_all, 
     return _per_shard(backend, run, in_specs, out_specs)(px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
 
 
-def _masks(lengths, num_steps: int):
-    if lengths is None:
-        return None
-    return jnp.arange(num_steps, dtype=lengths.dtype)[:, None] < lengths[None, :]
-
-
-def _zero_outside(mask, a):
-    return a if mask is None else jnp.where(mask[:, :, None], a, jnp.zeros_like(a))
-
-
 def _final_state(kind, h_all, c_all):
     if kind == "lstm":
         return LSTMState(h_all[-1], c_all[-1])
@@ -244,12 +239,12 @@ def _final_state(kind, h_all, c_all):
 
 
 def _run(cell, backend, params, state, xs, lengths):
-    kind = cell.kernel
+    kind = builtin_kernel(cell)
     px = cell.project(params, xs)
     c0 = state.c if kind == "lstm" else None
-    mask = _masks(lengths, xs.shape[0])
+    mask = _kernel_ref.step_masks(lengths, xs.shape[0])
     h_all, c_all, rec_all = _kernel_forward(kind, backend, px, params.w_hh, params.b_hh, state.h, c0, mask)
-    ys = _zero_outside(mask, h_all)
+    ys = _kernel_ref.zero_where_masked(mask, h_all)
     return (ys, _final_state(kind, h_all, c_all)), (px, rec_all, h_all, c_all, mask)
 
 
@@ -297,9 +292,9 @@ def _kernel_scan_fwd(cell, backend, truncate, params, state, xs, lengths):
 def _kernel_scan_bwd(cell, backend, truncate, res, cotangents):
     params, state, xs, lengths, px, rec_all, h_all, c_all, mask = res
     d_ys, d_final = cotangents
-    kind = cell.kernel
+    kind = builtin_kernel(cell)
     c0 = state.c if kind == "lstm" else None
-    d_h_all = _zero_outside(mask, d_ys.astype(h_all.dtype))
+    d_h_all = _kernel_ref.zero_where_masked(mask, d_ys.astype(h_all.dtype))
     d_h_all = d_h_all.at[-1].add(d_final.h.astype(h_all.dtype))
     d_c_last = d_final.c.astype(c_all.dtype) if kind == "lstm" else None
     d_px, d_rec, d_h0, d_c0 = _kernel_backward(

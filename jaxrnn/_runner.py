@@ -57,7 +57,7 @@ def _check_xs(xs, time_major: bool):
 
 
 def _check_params_dtype(params, xs_dtype):
-    """The carry dtype; a TypeError for a float64 / lower-precision mix."""
+    """``(carry dtype, params' dtype)``; a TypeError for a float64 / lower-precision mix."""
     leaves = [leaf for leaf in jax.tree_util.tree_leaves(params) if hasattr(leaf, "dtype")]
     for leaf in leaves:
         if not jnp.issubdtype(leaf.dtype, jnp.floating):
@@ -69,7 +69,7 @@ def _check_params_dtype(params, xs_dtype):
             f"xs has dtype {xs_dtype} but params have dtype {param_dtype}: float64 cannot be mixed "
             f"with lower precisions; cast xs or params (jax.tree_util.tree_map(lambda a: a.astype(...), params))."
         )
-    return carry_dtype(xs_dtype)
+    return carry_dtype(xs_dtype), param_dtype
 
 
 def _check_state(cell, state, batch_shape, dtype):
@@ -206,10 +206,11 @@ def rnn(
         back at most ``truncate`` steps.
       unroll: ``lax.scan`` unroll; default :func:`default_unroll` for the backend.
       residuals: what ``grad="bptt"`` keeps for the backward pass: ``"gates"``
-        (default; the input and recurrent projections of every step, ``2*G*H``
-        floats per step and example on top of the states) or ``"states"`` (only
-        the states; both projections recomputed per step in the reverse loop:
-        less memory, more time). Measured in ``benchmarks/NOTES.md``.
+        (default; for :func:`elman`, :func:`lstm` and :func:`gru` the activated
+        gates of every step, for other cells the input and recurrent projections,
+        ``2*G*H`` floats per step and example on top of the states) or
+        ``"states"`` (only the states; both projections recomputed per step in the
+        reverse loop: less memory, more time). Measured in ``benchmarks/NOTES.md``.
       remat: checkpointing for long sequences: keep only the state entering every
         ``remat``-th step and recompute each chunk of ``remat`` steps in the
         backward pass. The states kept fall from O(T) to O(T/remat + remat) at the
@@ -249,7 +250,7 @@ def rnn(
     unroll = _check_options(grad, truncate, unroll, residuals, remat)
     backend = _kernels.check_backend(backend)
     xs_tm, batch_shape = _check_xs(xs, time_major)
-    dtype = _check_params_dtype(params, xs_tm.dtype)
+    dtype, w_dtype = _check_params_dtype(params, xs_tm.dtype)
     num_steps = xs_tm.shape[0]
     if state is None:
         state = cell.initial_state(batch_shape, dtype=dtype)
@@ -260,7 +261,6 @@ def rnn(
 
     if reverse:
         xs_tm = reverse_within(xs_tm, lengths)
-    w_dtype = jax.tree_util.tree_leaves(params)[0].dtype if jax.tree_util.tree_leaves(params) else xs_tm.dtype
     backend = _kernels.resolve(
         backend, cell, grad, residuals, batch_shape[0] if batch_shape else 1, w_dtype, xs_tm.dtype
     )

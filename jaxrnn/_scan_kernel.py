@@ -33,13 +33,7 @@ from jax import lax
 from jaxrnn import _kernel_ref as ref
 from jaxrnn._cells import carry_dtype
 
-AVAILABLE = True
-WHY_UNAVAILABLE = None
 NEEDS_PX = False  # backward() reads the saved gates, not the input projection
-
-
-def unsupported(kind, batch, hidden_size, w_dtype, precision) -> Optional[str]:
-    return None
 
 
 def _precision(precision: Optional[str]):
@@ -69,9 +63,8 @@ def _dot(a, w, precision):
     )
 
 
-def forward(kind, px, w_hh, b_hh, h0, c0, mask, *, precision=None, interpret=False, unroll: int = 1):
+def forward(kind, px, w_hh, b_hh, h0, c0, mask, *, precision=None, unroll: int = 1):
     """The contract's forward; the third output is this kernel's residual (the saved gates)."""
-    del interpret
     w_t = _weights(w_hh.T)  # once, outside the loop
     prec = _precision(precision)
     bias = b_hh.astype(px.dtype)[None, :]
@@ -81,7 +74,7 @@ def forward(kind, px, w_hh, b_hh, h0, c0, mask, *, precision=None, interpret=Fal
         px_t, mask_t = inp
         act = ref.activations(kind, px_t, _dot(h, w_t, prec) + bias)
         h_new, c_new = ref.step_from_gates(kind, act, h, c)
-        h_new, c_new = ref._keep(mask_t, h_new, h), ref._keep(mask_t, c_new, c)
+        h_new, c_new = ref.select(mask_t, (h_new, c_new), (h, c))
         # Elman's activation is its new state, already in h_all: nothing more to keep.
         return (h_new, c_new), (h_new, c_new, None if kind.startswith("elman") else act)
 
@@ -90,9 +83,9 @@ def forward(kind, px, w_hh, b_hh, h0, c0, mask, *, precision=None, interpret=Fal
 
 
 def backward(kind, px, saved, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last, *,
-             truncate=None, precision=None, interpret=False, unroll: int = 1):
+             truncate=None, precision=None, unroll: int = 1):
     """The contract's backward, reading the residual of :func:`forward` (``px`` is unused)."""
-    del px, interpret
+    del px
     prec = _precision(precision)
     w = _weights(w_hh)
     num_steps = h_all.shape[0]
@@ -110,15 +103,11 @@ def backward(kind, px, saved, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_las
         if dh_direct is not None:
             dh_prev = dh_prev + dh_direct
         same = d_px_t is d_rec_t
-        if mask_t is not None:
-            d_px_t = jnp.where(mask_t[:, None], d_px_t, 0.0)
-            d_rec_t = d_px_t if same else jnp.where(mask_t[:, None], d_rec_t, 0.0)
-            dh_prev = jnp.where(mask_t[:, None], dh_prev, dh)
-            dc_prev = ref._keep(mask_t, dc_prev, dc)
+        d_px_t = ref.zero_where_masked(mask_t, d_px_t)
+        d_rec_t = d_px_t if same else ref.zero_where_masked(mask_t, d_rec_t)
+        dh_prev, dc_prev = ref.select(mask_t, (dh_prev, dc_prev), (dh, dc))
         if truncate is not None:
-            cut = jnp.logical_and(t > 0, t % truncate == 0)
-            dh_prev = jnp.where(cut, jnp.zeros_like(dh_prev), dh_prev)
-            dc_prev = None if dc_prev is None else jnp.where(cut, jnp.zeros_like(dc_prev), dc_prev)
+            dh_prev, dc_prev = ref.zero_where_masked(~ref.truncation_cut(t, truncate), (dh_prev, dc_prev))
         return (dh_prev, dc_prev), (d_px_t, None if same else d_rec_t)
 
     steps = jnp.arange(num_steps, dtype=jnp.int32)
