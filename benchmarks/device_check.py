@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn as jr
-from jaxrnn import _kernels
+from jaxrnn._kernels import registry as _kernels
 
 CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman, "layer_norm_lstm": jr.layer_norm_lstm}
 SHAPES = [(8, 64, 32), (1, 257, 16), (5, 33, 128)]

@@ -1,9 +1,9 @@
 """Sweep the launch settings of the Pallas kernels on the current GPU or TPU.
 
 For each cell and shape, times the fused forward and backward kernels
-(``jaxrnn._pallas_gpu`` / ``jaxrnn._pallas_tpu``, called directly, without the
+(``jaxrnn._kernels.pallas_gpu`` / ``jaxrnn._kernels.pallas_tpu``, called directly, without the
 matmuls around them) over a grid of launch settings, next to the XLA scan kernel
-(``jaxrnn._scan_kernel``, unroll 8) on the same inputs: the sequential part
+(``jaxrnn._kernels.xla``, unroll 8) on the same inputs: the sequential part
 of a layer on each backend. Also checks every setting's outputs against the XLA
 scan kernel. Writes ``pallas_tune.json`` to ``--out`` and prints a table.
 
@@ -27,7 +27,9 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _kernel_ref, _scan_kernel
+from jaxrnn._core import gates
+from jaxrnn._kernels import xla as _scan_kernel
+from jaxrnn._kernels.interface import PRECISIONS
 
 SHAPES = [(16, 4096, 64), (64, 2048, 64), (1, 8192, 64)]
 QUICK_SHAPES = [(3, 12, 20)]
@@ -36,7 +38,7 @@ TPU_GRID = {"time_block": [8, 16, 32], "batch_block": [8, 64, 256]}
 
 
 def _inputs(kind, batch, steps, hidden, seed=0):
-    g = _kernel_ref.NUM_GATES[kind]
+    g = gates.NUM_GATES[kind]
     k = jax.random.split(jax.random.PRNGKey(seed), 6)
     px = jax.random.normal(k[0], (steps, batch, g * hidden), jnp.float32)
     w_hh = jax.random.normal(k[1], (g * hidden, hidden), jnp.float32) / hidden**0.5
@@ -63,7 +65,7 @@ def _pair(module, kind, inputs, options, repeats):
     px, w_hh, b_hh, h0, c0, d_h_all, d_c_last = inputs
     fwd = jax.jit(lambda px, w: module.forward(kind, px, w, b_hh, h0, c0, None, **options))
     h_all, c_all, res = fwd(px, w_hh)
-    bwd = jax.jit(lambda res, w, d: module.backward(kind, px, res, w, h0, c0, h_all, c_all, None, d, d_c_last, **options))
+    bwd = jax.jit(lambda res, w, d: module.backward(kind, px, res, w, b_hh, h0, c0, h_all, c_all, None, d, d_c_last, **options))
     grads = bwd(res, w_hh, d_h_all)
     return _time(fwd, px, w_hh, repeats=repeats), _time(bwd, res, w_hh, d_h_all, repeats=repeats), (h_all, grads[0])
 
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=None)
     parser.add_argument("--cells", default="lstm,gru,elman_tanh")
-    parser.add_argument("--precision", choices=_kernel_ref.PRECISIONS, default="fast")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fast")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--interpret", action="store_true", help="run the GPU kernels in interpret mode (CPU)")
     parser.add_argument("--quick", action="store_true", help="one tiny shape, two settings")
@@ -84,10 +86,10 @@ def main(argv=None) -> int:
     platform = jax.devices()[0].platform
     target = "tpu" if platform == "tpu" else "gpu"
     if target == "gpu":
-        from jaxrnn import _pallas_gpu as module
+        from jaxrnn._kernels import pallas_gpu as module
         grid = GPU_GRID
     else:
-        from jaxrnn import _pallas_tpu as module
+        from jaxrnn._kernels import pallas_tpu as module
         grid = TPU_GRID
     shapes = QUICK_SHAPES if args.quick else SHAPES
     settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]

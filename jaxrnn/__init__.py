@@ -1,28 +1,28 @@
 """jaxrnn: recurrent neural networks in JAX as pure functions, with hand-written BPTT."""
 
-from jaxrnn._cells import Cell as Cell
-from jaxrnn._cells import CellParams as CellParams
-from jaxrnn._cells import HiddenState as HiddenState
-from jaxrnn._cells import LayerNormLSTMParams as LayerNormLSTMParams
-from jaxrnn._cells import LSTMState as LSTMState
-from jaxrnn._cells import Readout as Readout
-from jaxrnn._cells import ReadoutParams as ReadoutParams
-from jaxrnn._cells import elman as elman
-from jaxrnn._cells import gru as gru
-from jaxrnn._cells import layer_norm_lstm as layer_norm_lstm
-from jaxrnn._cells import lstm as lstm
-from jaxrnn._cells import readout as readout
-from jaxrnn._kernels import Pallas as Pallas
-from jaxrnn._models import GRU as GRU
-from jaxrnn._models import LSTM as LSTM
-from jaxrnn._models import RNN as RNN
-from jaxrnn._models import Bidirectional as Bidirectional
-from jaxrnn._models import StackedRNN as StackedRNN
-from jaxrnn._runner import check_bptt as check_bptt
-from jaxrnn._runner import default_unroll as default_unroll
-from jaxrnn._runner import rnn as rnn
-from jaxrnn._torch import from_torch as from_torch
-from jaxrnn._torch import to_torch as to_torch
+from jaxrnn._core.cells import Cell as Cell
+from jaxrnn._core.cells import CellParams as CellParams
+from jaxrnn._core.cells import HiddenState as HiddenState
+from jaxrnn._core.cells import LayerNormLSTMParams as LayerNormLSTMParams
+from jaxrnn._core.cells import LSTMState as LSTMState
+from jaxrnn._core.cells import Readout as Readout
+from jaxrnn._core.cells import ReadoutParams as ReadoutParams
+from jaxrnn._core.cells import elman as elman
+from jaxrnn._core.cells import gru as gru
+from jaxrnn._core.cells import layer_norm_lstm as layer_norm_lstm
+from jaxrnn._core.cells import lstm as lstm
+from jaxrnn._core.cells import readout as readout
+from jaxrnn._kernels.registry import Pallas as Pallas
+from jaxrnn._core.models import GRU as GRU
+from jaxrnn._core.models import LSTM as LSTM
+from jaxrnn._core.models import RNN as RNN
+from jaxrnn._core.models import Bidirectional as Bidirectional
+from jaxrnn._core.models import StackedRNN as StackedRNN
+from jaxrnn._core.rnn import check_bptt as check_bptt
+from jaxrnn._core.rnn import rnn as rnn
+from jaxrnn._core.strategy import default_unroll as default_unroll
+from jaxrnn._interop.torch import from_torch as from_torch
+from jaxrnn._interop.torch import to_torch as to_torch
 
 __version__ = "0.1.0"
 

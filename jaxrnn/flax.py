@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxrnn._models import StackedRNN
+from jaxrnn._core.models import StackedRNN
 
 
 # flax >= 0.11.2 wants pytrees of Variables held by a Module marked as data;
@@ -42,7 +42,8 @@ class Recurrent(nnx.Module):
       model: the stack, e.g. ``jaxrnn.LSTM(input_size, hidden_size, ...)``.
       rngs: its ``params`` stream seeds ``model.init``.
       param_dtype: dtype of the parameters (the matmuls run in it; the
-        recurrent state carries in float32, or float64 for float64).
+        recurrent state carries in float32, or float64 for float64); None:
+        JAX's default float (float64 with ``jax_enable_x64``, else float32).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -61,7 +62,7 @@ class Recurrent(nnx.Module):
       2560
     """
 
-    def __init__(self, model: StackedRNN, *, rngs: nnx.Rngs, param_dtype: Any = jnp.float32):
+    def __init__(self, model: StackedRNN, *, rngs: nnx.Rngs, param_dtype: Any = None):
         self.model = model
         params = model.init(rngs.params(), param_dtype)
         self.params = _as_data(jax.tree.map(nnx.Param, params))
@@ -111,7 +112,7 @@ class LinenRecurrent(nn.Module):
     Attributes:
       model: the stack, e.g. ``jaxrnn.LSTM(input_size, hidden_size, ...)``.
       grad, truncate, unroll, residuals, remat, backend: as in :func:`jaxrnn.rnn`.
-      param_dtype: dtype of the parameters.
+      param_dtype: dtype of the parameters; None: JAX's default float.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -133,7 +134,7 @@ class LinenRecurrent(nn.Module):
     residuals: str = "gates"
     remat: Optional[int] = None
     backend: Any = "auto"
-    param_dtype: Any = jnp.float32
+    param_dtype: Any = None
 
     @nn.compact
     def __call__(

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn as jr
+from jaxrnn._core.checks import carry_dtype
 
 HIDDEN = 5
 INPUT = 3
@@ -33,7 +34,7 @@ def make(name, dtype=jnp.float64, *, batch=4, steps=7, seed=0):
 def loop_rnn(cell, params, xs, state=None):
     """Reference: a Python loop of ``cell.step`` over one unpadded sequence ``xs [T, I]``."""
     if state is None:
-        state = cell.initial_state((), dtype=jr._cells.carry_dtype(xs.dtype))
+        state = cell.initial_state((), dtype=carry_dtype(xs.dtype))
     ys = []
     for t in range(xs.shape[0]):
         state, y = cell.step(params, state, xs[t])

@@ -1,10 +1,10 @@
-"""The backend wrapper (jaxrnn._kernels) and checkpointing (remat) of jr.rnn.
+"""The time loop on a kernel (jaxrnn._core.loop.KernelSteps), backend resolution, and remat.
 
-The wrapper is tested with the plain-JAX reference of the kernel contract
-standing in for a kernel module, in float64, against the XLA path and
-``jax.grad``; the Pallas kernels themselves are tested against the same
-reference in test_pallas_gpu.py / test_pallas_tpu.py, and end to end through
-jr.rnn in interpret mode at the bottom of this file.
+The loop is tested with the kernel oracle (``tests/kernel_oracle.py``) standing in
+for a Pallas kernel module, in float64, against the autodiff reference; the
+Pallas kernels themselves are tested against the same oracle in
+test_pallas_gpu.py / test_pallas_tpu.py, and end to end through jr.rnn in
+interpret mode at the bottom of this file.
 """
 
 import types
@@ -14,8 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import kernel_oracle
+
 import jaxrnn as jr
-from jaxrnn import _kernel_ref, _kernels
+from jaxrnn._core import cells, strategy
+from jaxrnn._kernels import registry
 from tests.helpers import make
 
 KERNEL_CELLS = ["elman_tanh", "elman_relu", "lstm", "gru"]
@@ -23,20 +26,27 @@ KERNEL_CELLS = ["elman_tanh", "elman_relu", "lstm", "gru"]
 
 @pytest.fixture
 def reference_kernels(monkeypatch):
-    """The reference implementation served as the kernel module of both targets."""
+    """The kernel oracle served as the kernel module of both Pallas targets, on a pretend GPU."""
     module = types.SimpleNamespace(
         AVAILABLE=True,
         WHY_UNAVAILABLE=None,
-        forward=_kernel_ref.forward,
-        backward=_kernel_ref.backward,
+        RESIDUALS=("gates",),
+        needs_px=lambda residuals: True,
+        forward=kernel_oracle.forward,
+        backward=kernel_oracle.backward,
         unsupported=lambda kind, batch, hidden, w_dtype, precision: None,
     )
-    scan_module = _kernels._kernel_module("scan")
-    monkeypatch.setattr(_kernels, "_kernel_module", lambda target: module if target in ("gpu", "tpu") else scan_module)
-    monkeypatch.setattr(_kernels, "_default_target", lambda: "gpu")
-    # The reference computes in float64 here; the dtype rule is tested separately.
-    monkeypatch.setattr(_kernels, "_dtype_problem", lambda w_dtype, xs_dtype: None)
+    real_kernel = registry.kernel
+    monkeypatch.setattr(registry, "kernel", lambda name: module if name in ("gpu", "tpu") else real_kernel(name))
+    monkeypatch.setattr(registry, "pallas_target", lambda platform: "gpu")
+    # The oracle computes in float64 here; the dtype rule is tested separately.
+    monkeypatch.setattr(strategy, "_dtype_problem", lambda w_dtype, xs_dtype: None)
     return module
+
+
+def _backend(backend, cell, grad="bptt", residuals="gates"):
+    """The backend that jr.rnn resolves ``backend`` to for ``cell`` (batch 4, float32)."""
+    return strategy.resolve(cell, grad=grad, residuals=residuals, backend=backend, batch=4).backend
 
 
 def _loss(backend, grad="bptt", **kwargs):
@@ -102,22 +112,22 @@ def test_kernel_wrapper_single_sequence_and_vmap(reference_kernels):
 
 def test_auto_is_xla_without_committed_device_measurements(reference_kernels):
     cell, params, _, xs, _ = _setup("lstm")
-    assert _kernels.resolve("auto", cell, "bptt", "gates", 4, jnp.float32, jnp.float32) == "xla"
-    assert _kernels.resolve(jr.Pallas(), cell, "bptt", "gates", 4, jnp.float32, jnp.float32) == jr.Pallas(target="gpu")
+    assert _backend("auto", cell) == "xla"
+    assert _backend(jr.Pallas(), cell) == jr.Pallas(target="gpu")
 
 
 def test_auto_picks_the_kernel_where_a_measurement_says_so(reference_kernels, monkeypatch):
     cell = jr.lstm(64)
-    monkeypatch.setattr(_kernels, "_AUTO_PALLAS", {("gpu", "lstm"): 128})
-    assert _kernels.resolve("auto", cell, "bptt", "gates", 4, jnp.float32, jnp.float32) == jr.Pallas(target="gpu")
-    assert _kernels.resolve("auto", jr.lstm(256), "bptt", "gates", 4, jnp.float32, jnp.float32) == "xla"
-    assert _kernels.resolve("auto", cell, "autodiff", "gates", 4, jnp.float32, jnp.float32) == "xla"
-    assert _kernels.resolve("auto", jr.gru(64), "bptt", "gates", 4, jnp.float32, jnp.float32) == "xla"
+    monkeypatch.setattr(registry, "AUTO_PALLAS", {("gpu", "lstm"): 128})
+    assert _backend("auto", cell) == jr.Pallas(target="gpu")
+    assert _backend("auto", jr.lstm(256)) == "xla"
+    assert _backend("auto", cell, grad="autodiff") == "xla"
+    assert _backend("auto", jr.gru(64)) == "xla"
 
 
 def test_auto_on_cpu_runs_the_xla_path():
     cell, params, _, xs, _ = _setup("gru")
-    assert _kernels.resolve("auto", cell, "bptt", "gates", 4, jnp.float32, jnp.float32) == "xla"
+    assert _backend("auto", cell) == "xla"
     _assert_close(jr.rnn(cell, params, xs), jr.rnn(cell, params, xs, backend="xla"), tol=0)
 
 
@@ -146,7 +156,7 @@ def test_pallas_refuses_cells_without_a_kernel_and_float64(reference_kernels, mo
         jr.rnn(cell, params, xs, backend="pallas")
     monkeypatch.undo()
     reference_kernels = None
-    monkeypatch.setattr(_kernels, "_default_target", lambda: "gpu")
+    monkeypatch.setattr(registry, "pallas_target", lambda platform: "gpu")
     cell, params, _, xs, _ = _setup("lstm")
     with pytest.raises(ValueError, match=r"the kernels compute in float32 \(and bfloat16\); float64 runs on the XLA path"):
         jr.rnn(cell, params, xs, backend="pallas")
@@ -155,7 +165,7 @@ def test_pallas_refuses_cells_without_a_kernel_and_float64(reference_kernels, mo
 def test_a_builtin_cell_with_replaced_functions_runs_its_own_functions(reference_kernels):
     cell, params, _, xs, _ = _setup("lstm")
     doubled = cell._replace(update=lambda state, px, rec: cell.update(state, 2.0 * px, rec))
-    assert jr._cells.builtin_kernel(cell) == "lstm" and jr._cells.builtin_kernel(doubled) is None
+    assert cells.builtin_kind(cell) == "lstm" and cells.builtin_kind(doubled) is None
     with pytest.raises(ValueError, match=r"the lstm cell has no fused kernel"):
         jr.rnn(doubled, params, xs, backend="pallas")
     ys, _ = jr.rnn(doubled, params, xs)
@@ -202,7 +212,7 @@ def test_remat_with_the_kernel_backend(reference_kernels):
 def test_remat_keeps_fewer_states():
     """XLA's buffer assignment: the temporaries of fwd+bwd shrink with remat ~ sqrt(T)."""
     cell = jr.lstm(64)
-    params = cell.init(jax.random.PRNGKey(0), 16)
+    params = cell.init(jax.random.PRNGKey(0), 16, jnp.float32)
     xs = jnp.ones((4, 1024, 16), jnp.float32)
 
     def temp_bytes(remat):
@@ -221,7 +231,7 @@ def test_remat_keeps_fewer_states():
 
 def _float32_problem(name, batch=3, steps=7):
     cell = {"lstm": jr.lstm, "gru": jr.gru, "elman_tanh": jr.elman}[name](20)
-    params = cell.init(jax.random.PRNGKey(0), 6)
+    params = cell.init(jax.random.PRNGKey(0), 6, jnp.float32)
     xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, 6), jnp.float32)
     lengths = jnp.array([7, 0, 4])
 

@@ -196,7 +196,7 @@ def test_stacked_bidirectional_models_bptt_equals_autodiff(factory, dtype):
 
 def test_bptt_under_vmap_over_parameter_sets():
     cell, _, xs = make("lstm", jnp.float32)
-    stacked = jax.vmap(lambda k: cell.init(k, 3))(jax.random.split(jax.random.PRNGKey(4), 3))
+    stacked = jax.vmap(lambda k: cell.init(k, 3, jnp.float32))(jax.random.split(jax.random.PRNGKey(4), 3))
 
     def grads(grad):
         def f(p):

@@ -81,7 +81,7 @@ def test_step_accepts_any_leading_batch_shape(name):
 def test_default_initialisers(name, gates):
     h, i = 8, 5
     cell = CELLS[name](h)
-    params = cell.init(jax.random.PRNGKey(0), i)
+    params = cell.init(jax.random.PRNGKey(0), i, jnp.float32)
     assert params.w_ih.shape == (gates * h, i) and params.w_hh.shape == (gates * h, h)
     assert all(leaf.dtype == jnp.float32 for leaf in params)
     for block in np.split(np.asarray(params.w_hh, np.float64), gates):
@@ -112,3 +112,41 @@ def test_init_is_deterministic_in_the_key_and_keeps_dtype():
     assert all(leaf.dtype == jnp.bfloat16 for leaf in a)
     assert_trees_close(a, b, rtol=0.0)
     assert float(jnp.abs(a.w_ih.astype(jnp.float32) - c.w_ih.astype(jnp.float32)).max()) > 0.0
+
+
+_enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64
+
+
+@pytest.mark.parametrize("x64, want", [(False, jnp.float32), (True, jnp.float64)])
+def test_default_dtype_follows_jax(x64, want):
+    """Parameters and states default to JAX's default float, as jnp.zeros does; an explicit dtype wins."""
+    import jaxrnn.flax as jrf
+    from flax import nnx
+
+    with _enable_x64(x64):
+        assert jnp.zeros(1).dtype == want
+        for name, factory in CELLS.items():
+            cell = factory(4)
+            params = cell.init(jax.random.PRNGKey(0), 3)
+            assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(params)} == {jnp.dtype(want)}, name
+            assert {leaf.dtype for leaf in cell.initial_state((2,))} == {jnp.dtype(want)}, name
+            # x64 users' float64 inputs run with the default params, without a cast.
+            xs = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 3))
+            ys, _ = jr.rnn(cell, params, xs)
+            assert ys.dtype == want, name
+        model = jr.LSTM(3, 4, num_layers=2, bidirectional=True)
+        assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(model.init(jax.random.PRNGKey(0)))} == {jnp.dtype(want)}
+        assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(model.initial_state((2,)))} == {jnp.dtype(want)}
+        layer = jrf.Recurrent(model, rngs=nnx.Rngs(0))
+        assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(nnx.state(layer, nnx.Param))} == {jnp.dtype(want)}
+        linen = jrf.LinenRecurrent(model).init(jax.random.PRNGKey(0), jnp.ones((2, 3, 3)))
+        assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(linen)} == {jnp.dtype(want)}
+        head = jr.readout(2)
+        assert head.init(jax.random.PRNGKey(0), 4).weight.dtype == want
+        # An explicit dtype still wins, and float64 mixed with float32 stays an error.
+        explicit = jr.lstm(4).init(jax.random.PRNGKey(0), 3, jnp.bfloat16)
+        assert {leaf.dtype for leaf in explicit} == {jnp.dtype(jnp.bfloat16)}
+    with _enable_x64(True):
+        params64 = jr.lstm(4).init(jax.random.PRNGKey(0), 3)
+        with pytest.raises(TypeError, match="float64 cannot be mixed with lower precisions"):
+            jr.rnn(jr.lstm(4), params64, jnp.ones((2, 3, 3), jnp.float32))

@@ -38,7 +38,7 @@ class _NNX:
     """The nnx wrapper as a pure ``run(variables, xs, ...)`` of its ``nnx.State``."""
 
     def __init__(self, model, seed=0):
-        self.graphdef, self.variables = nnx.split(jrf.Recurrent(model, rngs=nnx.Rngs(seed)))
+        self.graphdef, self.variables = nnx.split(jrf.Recurrent(model, rngs=nnx.Rngs(seed), param_dtype=jnp.float32))
 
     def raw_params(self, variables):
         return jax.tree.map(lambda v: v[...], nnx.merge(self.graphdef, variables).params, is_leaf=_is_variable)
@@ -54,13 +54,13 @@ class _Linen:
 
     def __init__(self, model, seed=0):
         self.model = model
-        self.variables = jrf.LinenRecurrent(model).init(jax.random.key(seed), _inputs())
+        self.variables = jrf.LinenRecurrent(model, param_dtype=jnp.float32).init(jax.random.key(seed), _inputs())
 
     def raw_params(self, variables):
         return variables["params"]["rnn"]
 
     def run(self, variables, xs, lengths=None, state=None, dropout_key=None, *, grad="bptt"):
-        module = jrf.LinenRecurrent(self.model, grad=grad)
+        module = jrf.LinenRecurrent(self.model, grad=grad, param_dtype=jnp.float32)
         if dropout_key is None:
             return module.apply(variables, xs, lengths, state=state)
         return module.apply(variables, xs, lengths, state=state, deterministic=False, rngs={"dropout": dropout_key})
@@ -146,7 +146,7 @@ def _mse(pred):
 class _NNXTagger(nnx.Module):
     def __init__(self, rngs):
         self.embed = nnx.Embed(VOCAB, EMBED, rngs=rngs)
-        self.rnn = jrf.Recurrent(jr.LSTM(EMBED, H, num_layers=2, bidirectional=True, dropout=0.1), rngs=rngs)
+        self.rnn = jrf.Recurrent(jr.LSTM(EMBED, H, num_layers=2, bidirectional=True, dropout=0.1), rngs=rngs, param_dtype=jnp.float32)
         self.head = nnx.Linear(2 * H, 1, rngs=rngs)
 
     def __call__(self, tokens, lengths, rngs=None):
@@ -184,7 +184,7 @@ class _LinenTagger(nn.Module):
     @nn.compact
     def __call__(self, tokens, lengths, deterministic=True):
         xs = nn.Embed(VOCAB, EMBED)(tokens)
-        ys, _ = jrf.LinenRecurrent(jr.LSTM(EMBED, H, num_layers=2, bidirectional=True, dropout=0.1))(
+        ys, _ = jrf.LinenRecurrent(jr.LSTM(EMBED, H, num_layers=2, bidirectional=True, dropout=0.1), param_dtype=jnp.float32)(
             xs, lengths, deterministic=deterministic
         )
         return nn.Dense(1)(ys)

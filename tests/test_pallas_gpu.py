@@ -1,7 +1,7 @@
-"""The GPU kernels (jaxrnn._pallas_gpu) on CPU: the contract's reference, and lowering for CUDA.
+"""The GPU kernels (jaxrnn._kernels.pallas_gpu) on CPU: the kernel oracle, and lowering for CUDA.
 
 Correctness runs the Triton-style kernels in Pallas's interpret mode against
-:mod:`jaxrnn._kernel_ref`. Compilation for the target is checked by lowering
+the oracle of ``tests/kernel_oracle.py``. Compilation for the target is checked by lowering
 for the ``"cuda"`` platform from CPU, which runs Pallas's Triton lowering of the
 kernels; the Triton IR it prints (``debug=True``) is checked for what the
 design promises: one time loop per kernel, the recurrent weights loaded before
@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_kernel_ref import _inputs as reference_inputs
+from kernel_oracle import inputs as reference_inputs
 
-from jaxrnn import _kernel_ref as ref
-from jaxrnn import _pallas_gpu as gpu
+import kernel_oracle as ref
+from jaxrnn._kernels import pallas_gpu as gpu
 
 pytestmark = pytest.mark.skipif(not gpu.AVAILABLE, reason=str(gpu.WHY_UNAVAILABLE))
 
@@ -76,7 +76,7 @@ def test_interpret_mode_equals_the_reference(kind, shape, with_mask, truncate, w
         got = gpu.forward(kind, px, w_hh, b_hh, h0, c0, mask, precision=precision, interpret=True)
         # The backward from the reference's residuals, so that it is tested on its own.
         h_all, c_all, rec_all = want
-        args = (kind, px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
+        args = (kind, px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
         want_d = ref.backward(*args, truncate=truncate, precision=precision)
         got_d = gpu.backward(*args, truncate=truncate, precision=precision, interpret=True)
         return want, got, want_d, got_d
@@ -93,7 +93,7 @@ def test_zero_steps_need_no_kernel():
     px, w_hh, b_hh, h0, c0, mask, d_h_all, d_c_last = _inputs("lstm", 0, 2, 8, with_mask=False)
     h_all, c_all, rec_all = gpu.forward("lstm", px, w_hh, b_hh, h0, c0, None)
     assert h_all.shape == c_all.shape == (0, 2, 8) and rec_all.shape == (0, 2, 32)
-    d_px, d_rec, d_h0, d_c0 = gpu.backward("lstm", px, rec_all, w_hh, h0, c0, h_all, c_all, None, d_h_all, d_c_last)
+    d_px, d_rec, d_h0, d_c0 = gpu.backward("lstm", px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, None, d_h_all, d_c_last)
     assert d_px.shape == d_rec.shape == (0, 2, 32)
     np.testing.assert_array_equal(d_h0, jnp.zeros_like(h0))
     np.testing.assert_array_equal(d_c0, d_c_last)
@@ -111,7 +111,7 @@ def _lower_for_cuda(capsys, kind, pass_, shape, w_dtype, precision, launch):
         fn = lambda *a: gpu.forward(kind, *a, **opts)  # noqa: E731
     else:
         h_all, c_all, rec_all = ref.forward(kind, px, w_hh, b_hh, h0, c0, mask)
-        args = (px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
+        args = (px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
         fn = lambda *a: gpu.backward(kind, *a, truncate=2, **opts)  # noqa: E731
     capsys.readouterr()
     traced = jax.jit(fn).trace(*args)
@@ -248,11 +248,11 @@ def test_backward_rejects_bad_arguments():
     px, w_hh, b_hh, h0, c0, mask, d_h_all, d_c_last = _inputs("lstm", 5, 3, 20, with_mask=True)
     h_all, c_all, rec_all = ref.forward("lstm", px, w_hh, b_hh, h0, c0, mask)
     args = dict(
-        kind="lstm", px=px, rec_all=rec_all, w_hh=w_hh, h0=h0, c0=c0, h_all=h_all, c_all=c_all, mask=mask,
+        kind="lstm", px=px, rec_all=rec_all, w_hh=w_hh, b_hh=b_hh, h0=h0, c0=c0, h_all=h_all, c_all=c_all, mask=mask,
         d_h_all=d_h_all, d_c_last=d_c_last,
     )
     cases = [
-        ({"truncate": 0}, "truncate must be None or a positive int, got 0"),
+        ({"truncate": 0}, "truncate must be a positive int or None, got 0"),
         ({"rec_all": rec_all[:, :, :40]}, r"rec_all has shape \(5, 3, 40\), expected \(5, 3, 80\)"),
         ({"h_all": h_all[:4]}, r"h_all has shape \(4, 3, 20\), expected \(5, 3, 20\)"),
         ({"d_h_all": d_h_all[:, :2]}, r"d_h_all has shape \(5, 2, 20\), expected \(5, 3, 20\)"),
@@ -272,7 +272,7 @@ def test_import_without_pallas_never_raises():
         """
         import sys
         sys.modules["jax.experimental.pallas"] = None  # as if this jax had no Pallas
-        from jaxrnn import _pallas_gpu as gpu
+        from jaxrnn._kernels import pallas_gpu as gpu
         assert not gpu.AVAILABLE
         assert "no usable Pallas Triton backend" in gpu.WHY_UNAVAILABLE, gpu.WHY_UNAVAILABLE
         assert gpu.unsupported("lstm", 16, 32, "float32", "highest") == gpu.WHY_UNAVAILABLE

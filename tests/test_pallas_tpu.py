@@ -1,4 +1,4 @@
-"""The TPU kernels (jaxrnn._pallas_tpu): the contract's reference, on CPU.
+"""The TPU kernels (jaxrnn._kernels.pallas_tpu) against the kernel oracle, on CPU.
 
 Correctness runs in Pallas's TPU interpreter (``interpret=True`` maps to
 ``pltpu.InterpretParams()``, which simulates VMEM scratch, block copies and the
@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrnn import _kernel_ref as ref
-from jaxrnn import _pallas_tpu as tpu
+import kernel_oracle as ref
+from jaxrnn._kernels import pallas_tpu as tpu
 
 pytestmark = pytest.mark.skipif(not tpu.AVAILABLE, reason=str(tpu.WHY_UNAVAILABLE))
 
@@ -81,7 +81,7 @@ def _check_against_reference(kind, shape, *, with_mask, truncate, tiles, tol, w_
     _assert_close(got, want, tol, ("h_all", "c_all", "rec_all"))
 
     h_all, c_all, rec_all = want
-    args = (kind, px, rec_all, w_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
+    args = (kind, px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
     want = ref.backward(*args[:3], w_ref, *args[4:], truncate=truncate, precision=precision)
     got = tpu.backward(*args, truncate=truncate, precision=precision, interpret=interpret, **tiles)
     _assert_close(got, want, tol, ("d_px", "d_rec", "d_h0", "d_c0"))
@@ -132,7 +132,7 @@ def _abstract_args(kind, num_steps, batch, hidden, with_mask, w_dtype):
     mask = arr(num_steps, batch, dtype=jnp.bool_) if with_mask else None
     w_hh = arr(g * hidden, hidden, dtype=w_dtype)
     fwd = (gates, w_hh, arr(g * hidden), state, state if lstm else None, mask)
-    bwd = (gates, gates, w_hh, state, state if lstm else None, seq, seq if lstm else None, mask, seq)
+    bwd = (gates, gates, w_hh, arr(g * hidden), state, state if lstm else None, seq, seq if lstm else None, mask, seq)
     return fwd, bwd + (state if lstm else None,)
 
 
@@ -219,7 +219,6 @@ def _bad_call(change):
     fwd = dict(kind="lstm", px=px, w_hh=w_hh, b_hh=b_hh, h0=h0, c0=c0, mask=mask)
     h_all = jnp.zeros((3, 2, 8), F32)
     bwd = dict(fwd, rec_all=px, h_all=h_all, c_all=h_all, d_h_all=d_h_all, d_c_last=d_c_last)
-    del bwd["b_hh"]
     which, name, value = change
     kwargs = dict(fwd if which == "forward" else bwd)
     kwargs[name] = value(kwargs) if callable(value) else value
@@ -242,7 +241,7 @@ def _bad_call(change):
         (("forward", "mask", lambda a: a["mask"].astype(jnp.int32)), r"mask has dtype int32; expected bool"),
         (("forward", "batch_block", 12), r"batch_block must be a multiple of 8"),
         (("forward", "time_block", 0), r"time_block must be a positive int or None, got 0"),
-        (("backward", "truncate", 0), r"truncate must be None or a positive int, got 0"),
+        (("backward", "truncate", 0), r"truncate must be a positive int or None, got 0"),
         (("backward", "d_c_last", None), r"d_c_last is None; expected \[B, H\] \(LSTM\)"),
         (("backward", "h_all", lambda a: a["h_all"][1:]), r"h_all has shape \(2, 2, 8\); expected \[T, B, H\]"),
     ],

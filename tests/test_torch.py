@@ -237,7 +237,7 @@ def test_to_torch_rejects_other_models():
 
 def test_to_torch_checks_params():
     model = jr.GRU(I, H, num_layers=2, bidirectional=True)
-    params = model.init(jax.random.PRNGKey(0))
+    params = model.init(jax.random.PRNGKey(0), jnp.float32)
     with pytest.raises(ValueError, match=r"one entry per layer \(2\), got a tuple of length 1"):
         to_torch(model, params[:1])
     with pytest.raises(ValueError, match=r"params\[1\] must be a jaxrnn.Bidirectional pair"):

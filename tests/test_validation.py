@@ -38,8 +38,8 @@ RNN_ERRORS = [
     ("lengths_below", dict(lengths=jnp.array([-1, 2, 3, 3])), ValueError, r"lengths must lie in \[0, 7\] .* got values from -1 to 3"),
     ("grad_name", dict(grad="adjoint"), ValueError, r"grad must be one of \('bptt', 'autodiff'\), got 'adjoint'"),
     ("residuals_name", dict(residuals="all"), ValueError, r"residuals must be one of \('states', 'gates'\), got 'all'"),
-    ("truncate_zero", dict(truncate=0), ValueError, r"truncate must be a positive int, got 0"),
-    ("truncate_float", dict(truncate=2.5), ValueError, r"truncate must be a positive int, got 2.5"),
+    ("truncate_zero", dict(truncate=0), ValueError, r"truncate must be a positive int or None, got 0"),
+    ("truncate_float", dict(truncate=2.5), ValueError, r"truncate must be a positive int or None, got 2.5"),
     ("unroll_zero", dict(unroll=0), ValueError, r"unroll must be a positive int, got 0"),
     ("state_structure", dict(state=jr.HiddenState(jnp.zeros((4, 5)))), ValueError, r"state does not match the cell: expected a pytree of structure .*LSTMState"),
     ("state_shape", dict(state=jr.LSTMState(jnp.zeros((4, 6)), jnp.zeros((4, 6)))), ValueError, r"state leaf has shape \(4, 6\), expected \(4, 5\)"),
@@ -57,7 +57,7 @@ def test_rnn_rejects_bad_input(lstm_setup, changes, error, message):
 
 def test_params_of_another_cell_are_named(lstm_setup):
     cell, _, xs = lstm_setup
-    gru_params = jr.gru(5).init(jax.random.PRNGKey(0), 3)
+    gru_params = jr.gru(5).init(jax.random.PRNGKey(0), 3, jnp.float32)
     with pytest.raises(ValueError, match=re.escape("params.w_ih has shape (15, 3), but the lstm cell with hidden_size=5 expects (20, input_size)")):
         jr.rnn(cell, gru_params, xs)
 
@@ -113,7 +113,7 @@ def test_factories_reject_bad_arguments(build, error, message):
 
 def test_model_apply_rejects_params_and_state_of_wrong_depth():
     model = jr.GRU(3, 4, 2)
-    params = model.init(jax.random.PRNGKey(0))
+    params = model.init(jax.random.PRNGKey(0), jnp.float32)
     xs = jnp.ones((2, 5, 3), jnp.float32)
     with pytest.raises(ValueError, match=r"params must be a tuple with one entry per layer \(2\), got a tuple of length 1"):
         model.apply(params[:1], xs)

@@ -8,9 +8,10 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from jaxrnn import _cells
-from jaxrnn._cells import Cell, check_positive_int
-from jaxrnn._runner import rnn
+from jaxrnn._core import cells as _cells
+from jaxrnn._core.cells import Cell
+from jaxrnn._core.checks import check_positive_int
+from jaxrnn._core.rnn import rnn
 
 MERGES = ("concat", "sum")
 
@@ -87,7 +88,7 @@ class StackedRNN:
         """The input size of each layer."""
         return (self.input_size,) + tuple(self._layer_output_size(i) for i in range(self.num_layers - 1))
 
-    def init(self, key: jax.Array, dtype=jnp.float32) -> tuple:
+    def init(self, key: jax.Array, dtype=None) -> tuple:
         """Parameters: a tuple over layers of cell params or ``Bidirectional`` pairs."""
         keys = jax.random.split(key, self.num_layers)
         params = []
@@ -99,7 +100,7 @@ class StackedRNN:
                 params.append(cell.init(k, size, dtype))
         return tuple(params)
 
-    def initial_state(self, batch_shape: Sequence[int] = (), dtype=jnp.float32) -> tuple:
+    def initial_state(self, batch_shape: Sequence[int] = (), dtype=None) -> tuple:
         """Zero states, with the per-layer structure of ``apply``'s ``finals``."""
         states = []
         for cell in self.cells:
@@ -206,7 +207,7 @@ _DOC_OPTIONS = """
       time_major: default layout ``[T, B, I]`` (PyTorch's ``batch_first=False``).
 
     Returns:
-      A :class:`StackedRNN` with ``init(key, dtype=float32)`` and
+      A :class:`StackedRNN` with ``init(key, dtype=None)`` (JAX's default float) and
       ``apply(params, xs, lengths=None, key=None) -> (ys, finals)``.
 """
 

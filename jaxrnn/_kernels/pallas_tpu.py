@@ -1,6 +1,6 @@
 """Fused recurrence kernels for TPU: Pallas on the Mosaic backend.
 
-Implements the contract of :mod:`jaxrnn._kernel_ref` (``forward``, ``backward``,
+Implements :class:`jaxrnn._kernels.interface.Kernel` (``forward``, ``backward``,
 ``unsupported``) for the built-in cells. One ``pallas_call`` runs the whole time
 loop of a layer:
 
@@ -17,7 +17,7 @@ loop of a layer:
 - the state (``h`` and, for LSTM, ``c``; in the backward pass the carried
   cotangents ``dh`` and ``dc``) lives in VMEM scratch across grid steps, set at the
   first time block of each batch tile;
-- gate arithmetic is fused into the step (:func:`jaxrnn._kernel_ref.gates_forward`
+- gate arithmetic is fused into the step (:func:`jaxrnn._core.gates.forward`
   and ``gates_backward``, the same code as the reference);
 - the backward pass walks the time blocks in reverse through its index maps and
   each block in reverse. It reads the forward's ``rec_all`` (no recomputation of
@@ -28,7 +28,7 @@ loop of a layer:
 
 Shapes are padded to what TPU tiles want and sliced back, so callers see the
 contract's shapes exactly: the hidden size per gate to a multiple of 128 (lanes;
-:func:`jaxrnn._pallas_common.pad_gates`), the batch to a multiple of 8 (sublanes)
+:func:`jaxrnn._kernels.pallas_common.pad_gates`), the batch to a multiple of 8 (sublanes)
 and of the batch tile, and time to a multiple of the time block. Padded time
 steps come after the real ones and leave the state unchanged (masked off, or
 skipped when there is no mask), and the truncation of the backward pass counts
@@ -73,8 +73,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn import _kernel_ref as ref
-from jaxrnn._pallas_common import pad_axis, pad_gates, round_up, unpad_gates
+from jaxrnn._core import gates as ref
+from jaxrnn._core.checks import check_positive_int
+from jaxrnn._kernels.interface import PRECISIONS
+from jaxrnn._kernels.pallas_common import pad_axis, pad_gates, round_up, unpad_gates
 
 try:
     from jax.experimental import pallas as pl
@@ -161,6 +163,14 @@ def _kernel_w_dtype(w_dtype, precision: str):
     return jnp.dtype(jnp.bfloat16) if precision == "fast" else jnp.dtype(w_dtype)
 
 
+RESIDUALS = ("gates",)  # the backward reads the recurrent projections kept by the forward
+
+
+def needs_px(residuals: str) -> bool:
+    """The backward recomputes the gates from ``px`` and the kept ``rec_all``."""
+    return True
+
+
 def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str = "highest") -> Optional[str]:
     """Why the TPU kernels cannot run this layer, or None when they can.
 
@@ -171,8 +181,8 @@ def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str
         return WHY_UNAVAILABLE
     if kind not in ref.KINDS:
         return f"no TPU kernel for cell kind {kind!r} (kinds: {', '.join(ref.KINDS)})"
-    if precision not in ref.PRECISIONS:
-        return f"precision must be one of {ref.PRECISIONS}, got {precision!r}"
+    if precision not in PRECISIONS:
+        return f"precision must be one of {PRECISIONS}, got {precision!r}"
     if jnp.dtype(w_dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)):
         return f"the TPU kernels take float32 or bfloat16 weights, got {jnp.dtype(w_dtype)}"
     if batch < 1 or hidden_size < 1:
@@ -192,8 +202,8 @@ def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str
 def _plan(kind, steps, batch, hidden, w_dtype, time_block, batch_block) -> _Plan:
     hidden_padded = round_up(hidden, _LANES)
     batch_rows = round_up(batch, _SUBLANES)
-    want_time = DEFAULT_TIME_BLOCK if time_block is None else _positive(time_block, "time_block")
-    want_batch = DEFAULT_BATCH_BLOCK if batch_block is None else _positive(batch_block, "batch_block")
+    want_time = DEFAULT_TIME_BLOCK if time_block is None else check_positive_int(time_block, "time_block", allow_none=True)
+    want_batch = DEFAULT_BATCH_BLOCK if batch_block is None else check_positive_int(batch_block, "batch_block", allow_none=True)
     if batch_block is not None and batch_block % _SUBLANES:
         raise ValueError(f"batch_block must be a multiple of {_SUBLANES} (TPU sublanes), got {batch_block}.")
     tiles = _shrink(
@@ -226,12 +236,6 @@ def _plan(kind, steps, batch, hidden, w_dtype, time_block, batch_block) -> _Plan
     )
 
 
-def _positive(value, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
 # Argument checks (static shapes, before any work)
 
@@ -259,8 +263,8 @@ def _check_common(fn: str, kind: str, px, w_hh, h0, c0, mask, precision: str) ->
     _require_available()
     if kind not in ref.KINDS:
         raise ValueError(f"{fn}: kind must be one of {ref.KINDS}, got {kind!r}.")
-    if precision not in ref.PRECISIONS:
-        raise ValueError(f"{fn}: precision must be one of {ref.PRECISIONS}, got {precision!r}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"{fn}: precision must be one of {PRECISIONS}, got {precision!r}.")
     if getattr(h0, "ndim", None) != 2:
         raise ValueError(f"{fn}: h0 must be [B, H], got shape {getattr(h0, 'shape', None)}.")
     batch, hidden = h0.shape
@@ -352,7 +356,7 @@ def _forward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool):
         h = h_scr[...]
         c = c_scr[...] if lstm else None
         rec = _matmul(h, w_ref[...]) + b_ref[...]
-        h_new, c_new = ref.gates_forward(kind, px_ref[s], rec, h, c)
+        h_new, c_new, _ = ref.forward(kind, px_ref[s], rec, h, c)
         active = mask_ref[s] if has_mask else None
         h_new, c_new = _keep(active, h_new, h), _keep(active, c_new, c)
         rec_out[s] = rec
@@ -397,7 +401,7 @@ def _backward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool, truncate: Op
         dh = dh_scr[...] + dh_all_ref[s]
         dc = dc_scr[...] if lstm else None
         # Only the GRU reads h_{t-1}; the others use the h argument for its shape alone.
-        d_px, d_rec, dh_prev, dc_prev = ref.gates_backward(
+        d_px, d_rec, dh_prev, dc_prev = ref.step_backward(
             kind, px_ref[s], rec_ref[s], prev if gru else dh, prev if lstm else None, dh, dc
         )
         dh_prev = dh_prev + _matmul(d_rec, w_ref[...])
@@ -528,12 +532,17 @@ def forward(
     c0,
     mask,
     *,
+    residuals: str = "gates",
     precision: str = "highest",
     interpret: Any = False,
+    unroll: int = 1,
     time_block: Optional[int] = None,
     batch_block: Optional[int] = None,
 ):
-    """The fused forward pass on TPU: ``(h_all, c_all, rec_all)``; see :mod:`jaxrnn._kernel_ref`.
+    """The fused forward pass on TPU: ``(h_all, c_all, rec_all)``; see :mod:`jaxrnn._kernels.interface`.
+
+    The residual is ``rec_all``, the recurrent projection of every step
+    (``residuals`` must be ``"gates"``; ``unroll`` does not apply).
 
     Args:
       kind, px, w_hh, b_hh, h0, c0, mask, precision: as in the contract.
@@ -546,7 +555,10 @@ def forward(
       ValueError: a bad kind, precision, shape or dtype, or tiles that do not fit VMEM.
       RuntimeError: Pallas TPU is not available in this JAX.
     """
-    fn = "jaxrnn._pallas_tpu.forward"
+    fn = "jaxrnn._kernels.pallas_tpu.forward"
+    if residuals not in RESIDUALS:
+        raise ValueError(f"{fn}: residuals must be one of {RESIDUALS} (the kernel keeps rec_all), got {residuals!r}.")
+    del unroll
     steps, batch, hidden = _check_common(fn, kind, px, w_hh, h0, c0, mask, precision)
     g = ref.NUM_GATES[kind]
     _check_shape(fn, "b_hh", b_hh, (g * hidden,), f"[{g}*H] for kind {kind!r}")
@@ -579,6 +591,7 @@ def backward(
     px,
     rec_all,
     w_hh,
+    b_hh,
     h0,
     c0,
     h_all,
@@ -590,16 +603,19 @@ def backward(
     truncate: Optional[int] = None,
     precision: str = "highest",
     interpret: Any = False,
+    unroll: int = 1,
     time_block: Optional[int] = None,
     batch_block: Optional[int] = None,
 ):
-    """The fused backward pass on TPU: ``(d_px, d_rec, d_h0, d_c0)``; see :mod:`jaxrnn._kernel_ref`.
+    """The fused backward pass on TPU: ``(d_px, d_rec, d_h0, d_c0)``; see :mod:`jaxrnn._kernels.interface`.
+
+    ``b_hh`` is not read: ``rec_all`` holds the biased recurrent projections.
 
     Arguments as in :func:`forward`, plus the contract's ``rec_all``, ``h_all``,
     ``c_all``, ``d_h_all``, ``d_c_last`` and ``truncate``. For Elman and LSTM
     ``d_rec`` is ``d_px`` (the same array).
     """
-    fn = "jaxrnn._pallas_tpu.backward"
+    fn = "jaxrnn._kernels.pallas_tpu.backward"
     steps, batch, hidden = _check_common(fn, kind, px, w_hh, h0, c0, mask, precision)
     g = ref.NUM_GATES[kind]
     lstm, gru, has_mask = kind == "lstm", kind == "gru", mask is not None
@@ -614,8 +630,8 @@ def backward(
     for name, a in (("rec_all", rec_all), ("h_all", h_all), ("c_all", c_all), ("d_h_all", d_h_all)):
         _check_dtype(fn, name, a, (jnp.float32,))
     _check_dtype(fn, "d_c_last", d_c_last, (jnp.float32,))
-    if truncate is not None and (not isinstance(truncate, int) or isinstance(truncate, bool) or truncate < 1):
-        raise ValueError(f"{fn}: truncate must be None or a positive int, got {truncate!r}.")
+    del b_hh, unroll
+    truncate = check_positive_int(truncate, f"{fn}: truncate", allow_none=True)
 
     plan = _plan(kind, steps, batch, hidden, _kernel_w_dtype(w_hh.dtype, precision), time_block, batch_block)
     hp, gates = plan.hidden_padded, plan.num_gates * plan.hidden_padded

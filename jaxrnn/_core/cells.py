@@ -4,10 +4,11 @@ A cell is a :class:`Cell` NamedTuple of pure functions made by a factory
 (:func:`elman`, :func:`lstm`, :func:`gru`, :func:`layer_norm_lstm`). Weights follow
 PyTorch's layout and gate order, so conversion to and from ``torch.nn`` is a copy.
 
-The built-in cells split a step into parts the runner can reorganise:
+The built-in cells are *split*: their step is made of parts the time loop
+(:mod:`jaxrnn._core.loop`) can reorganise:
 
 - ``project(params, xs)``: the input projection ``xs @ w_ih.T + b_ih`` for any
-  number of leading axes, so the runner computes it for all time steps in one
+  number of leading axes, so the loop computes it for all time steps in one
   matmul, outside the sequential loop;
 - ``project_state(params, state)``: the recurrent projection ``h @ w_hh.T + b_hh``;
 - ``update(state, px, rec)``: the elementwise gate arithmetic, returning
@@ -18,7 +19,8 @@ The built-in cells split a step into parts the runner can reorganise:
 
 ``step(params, state, x) == update(state, project(params, x), project_state(params, state))``.
 A user-defined cell needs only ``init``, ``initial_state`` and ``step``; see
-:class:`Cell`.
+:class:`Cell`. The gate equations of the built-in cells are
+:mod:`jaxrnn._core.gates`, shared with the kernels.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+
+from jaxrnn._core import gates
+from jaxrnn._core.checks import carry_dtype, check_positive_int, float_dtype
 
 Array = jax.Array
 
@@ -39,19 +44,33 @@ class Cell(NamedTuple):
     object with them (a class, a NamedTuple, a module) works as a cell:
 
     - ``hidden_size``: int.
-    - ``init(key, input_size, dtype=jnp.float32) -> params``: a pytree.
-    - ``initial_state(batch_shape=(), dtype=jnp.float32) -> state``: a pytree of
+    - ``init(key, input_size, dtype=None) -> params``: a pytree; ``dtype`` None
+      is JAX's default float (float32, or float64 with ``jax_enable_x64``).
+    - ``initial_state(batch_shape=(), dtype=None) -> state``: a pytree of
       arrays with leading shape ``batch_shape``.
     - ``step(params, state, x) -> (state, y)``: one time step, the signature of a
       ``lax.scan`` body; ``x`` has shape ``batch_shape + (input_size,)``.
 
-    The remaining fields are optional. A cell that defines ``project``,
-    ``project_state``, ``update`` and ``update_bwd`` (see the module docstring)
-    gets the input projection hoisted out of the loop and the hand-written BPTT
-    of :func:`jaxrnn.rnn`; a cell that defines only ``project``,
-    ``project_state`` and ``update`` gets the hoisting and a BPTT whose step
-    reverse is ``jax.vjp`` of ``update``; any other cell gets ``jax.vjp`` of
-    ``step`` inside the same reverse scan.
+    The remaining fields are optional. A *split* cell defines ``project``,
+    ``project_state`` and ``update`` (see the module docstring): it gets the
+    input projection hoisted out of the loop and the weight gradients as large
+    matmuls after it, with ``update_bwd`` as the step's reverse where it is given
+    and ``jax.vjp`` of ``update`` where not; any other cell gets ``jax.vjp`` of
+    ``step`` inside the same reverse scan. ``name`` names the cell in messages
+    and reports (the built-in cells: ``"elman_tanh"``, ``"elman_relu"``,
+    ``"lstm"``, ``"gru"``, ``"layer_norm_lstm"``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn as jr
+      >>> def step(params, state, x):  # a leaky integrator, y_t = h_t
+      ...     h = 0.9 * state.h + x @ params
+      ...     return jr.HiddenState(h), h
+      >>> cell = jr.Cell(hidden_size=3, init=lambda key, input_size, dtype=None: jnp.eye(input_size, 3),
+      ...                initial_state=lambda batch_shape=(), dtype=None: jr.HiddenState(jnp.zeros((*batch_shape, 3))),
+      ...                step=step, name="leaky")
+      >>> ys, final = jr.rnn(cell, cell.init(None, 3), jnp.ones((2, 4, 3)))
+      >>> ys.shape
+      (2, 4, 3)
     """
 
     hidden_size: int
@@ -101,23 +120,18 @@ class LSTMState(NamedTuple):
     c: Array  # [*batch, H] cell state
 
 
-def carry_dtype(dtype) -> jnp.dtype:
-    """The dtype of the recurrent state and of all accumulation for ``dtype`` inputs.
-
-    float64 stays float64; float32, bfloat16 and float16 carry in float32.
-    """
-    return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
-
-
 def _matmul_t(a: Array, w: Array) -> Array:
-    """``a @ w.T`` in ``w``'s dtype with accumulation in the carry dtype."""
+    """``a @ w.T`` in ``w``'s dtype with accumulation in the carry dtype.
+
+    The leading axes are flattened first, so over a whole sequence this is one 2-D
+    matmul and so is its transpose, the weight gradient: XLA:CPU runs
+    ``[T*B, G*H]^T @ [T*B, I]`` about twice as fast as the same contraction over
+    the two axes ``t, b`` (``benchmarks/NOTES.md``).
+    """
     out_dtype = carry_dtype(w.dtype)
-    return jax.lax.dot_general(
-        a.astype(w.dtype),
-        w,
-        (((a.ndim - 1,), (1,)), ((), ())),
-        preferred_element_type=out_dtype,
-    )
+    rows = a.reshape((-1, a.shape[-1])).astype(w.dtype)
+    out = jax.lax.dot_general(rows, w, (((1,), (1,)), ((), ())), preferred_element_type=out_dtype)
+    return out.reshape(a.shape[:-1] + (w.shape[0],))
 
 
 def _affine(a: Array, w: Array, b: Array) -> Array:
@@ -143,29 +157,16 @@ def _lecun_normal(key: Array, shape, dtype) -> Array:
     return jax.nn.initializers.lecun_normal(in_axis=1, out_axis=0)(key, shape, jnp.float32).astype(dtype)
 
 
-def check_positive_int(value, name: str) -> int:
-    """``value`` if it is a positive int, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return value
-
-
-def _check_float_dtype(dtype, name: str = "dtype"):
-    dtype = jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{name} must be a floating dtype (float32, float64, bfloat16), got {dtype}.")
-    return dtype
-
-
 def _make_initial_state(state_type, hidden_size: int):
-    def initial_state(batch_shape: Sequence[int] = (), dtype=jnp.float32):
-        dtype = _check_float_dtype(dtype)
+    def initial_state(batch_shape: Sequence[int] = (), dtype=None):
+        dtype = float_dtype(dtype)
         shape = tuple(batch_shape) + (hidden_size,)
         zeros = jnp.zeros(shape, dtype)
         return state_type(*([zeros] * len(state_type._fields)))
 
     initial_state.__doc__ = (
-        f"Zero ``{state_type.__name__}`` with leaves of shape ``batch_shape + ({hidden_size},)``."
+        f"Zero ``{state_type.__name__}`` with leaves of shape ``batch_shape + ({hidden_size},)`` "
+        f"and ``dtype`` (None: JAX's default float)."
     )
     return initial_state
 
@@ -224,22 +225,37 @@ def _split_cell(name, hidden_size, state_type, init, project, project_state, upd
     )
 
 
-def _linear_cell(
-    name: str,
-    num_gates: int,
-    hidden_size: int,
-    state_type,
-    update,
-    update_bwd,
-    bias_init: Callable[[int], Array],
-    kernel: str,
-) -> Cell:
-    """A cell whose projections are the affine maps of :class:`CellParams`."""
+def _gate_functions(kind: str):
+    """``update`` and ``update_bwd`` of a built-in cell from the gate equations of :mod:`jaxrnn._core.gates`."""
+    state_type = LSTMState if kind == "lstm" else HiddenState
+
+    def update(state, px: Array, rec: Array):
+        h, c, _ = gates.forward(kind, px, rec, state.h, getattr(state, "c", None))
+        new = LSTMState(h, c) if state_type is LSTMState else HiddenState(h)
+        return new, h
+
+    def update_bwd(state, px: Array, rec: Array, d_new, d_y: Array):
+        c = getattr(state, "c", None)
+        _, c_new, act = gates.forward(kind, px, rec, state.h, c)
+        d_px, d_rec, dh_direct, dc_prev = gates.reverse(
+            kind, act, state.h, c, c_new, d_new.h + d_y, getattr(d_new, "c", None)
+        )
+        dh = jnp.zeros_like(state.h) if dh_direct is None else dh_direct
+        return (LSTMState(dh, dc_prev) if state_type is LSTMState else HiddenState(dh)), d_px, d_rec
+
+    return update, update_bwd
+
+
+def _linear_cell(name: str, kind: str, hidden_size: int, bias_init: Callable[[int], Array]) -> Cell:
+    """A built-in cell of ``kind`` whose projections are the affine maps of :class:`CellParams`."""
+    num_gates = gates.NUM_GATES[kind]
+    state_type = LSTMState if kind == "lstm" else HiddenState
+    update, update_bwd = _gate_functions(kind)
     check_input, check_state = _param_checkers(name, num_gates, hidden_size)
 
-    def init(key: Array, input_size: int, dtype=jnp.float32) -> CellParams:
+    def init(key: Array, input_size: int, dtype=None) -> CellParams:
         input_size = check_positive_int(input_size, "input_size")
-        dtype = _check_float_dtype(dtype)
+        dtype = float_dtype(dtype)
         k_ih, k_hh = jax.random.split(key)
         gh = num_gates * hidden_size
         return CellParams(
@@ -258,17 +274,17 @@ def _linear_cell(
         return _affine(state.h, params.w_hh, params.b_hh)
 
     cell = _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd)
-    _BUILTIN[cell.step] = (kernel, project, project_state, update, update_bwd)
+    _BUILTIN[cell.step] = (kind, project, project_state, update, update_bwd)
     return cell
 
 
-# step -> the kernel and the functions of the built-in cell that step belongs to. A cell whose
+# step -> the kind and the functions of the built-in cell that step belongs to. A cell whose
 # functions were replaced (cell._replace(update=...)) no longer matches and runs its own functions.
 _BUILTIN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def builtin_kernel(cell) -> Optional[str]:
-    """The fused kernel of a built-in cell (:data:`jaxrnn._kernel_ref.KINDS`), None for any other cell."""
+def builtin_kind(cell) -> Optional[str]:
+    """The kind (:data:`jaxrnn._core.gates.KINDS`) of a built-in cell that the fused kernels run, None for any other cell."""
     try:
         entry = _BUILTIN.get(getattr(cell, "step", None))
     except TypeError:  # a step that cannot be weakly referenced is not one of ours
@@ -279,11 +295,7 @@ def builtin_kernel(cell) -> Optional[str]:
     return entry[0]
 
 
-_ACTIVATIONS = {
-    # name: (f(a), f'(a) written in terms of f(a))
-    "tanh": (jnp.tanh, lambda y: 1.0 - y * y),
-    "relu": (jax.nn.relu, lambda y: (y > 0).astype(y.dtype)),
-}
+_ACTIVATIONS = ("tanh", "relu")
 
 
 def elman(hidden_size: int, *, activation: str = "tanh") -> Cell:
@@ -321,48 +333,8 @@ def elman(hidden_size: int, *, activation: str = "tanh") -> Cell:
         raise ValueError(
             f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}."
         )
-    f, df = _ACTIVATIONS[activation]
-
-    def update(state: HiddenState, px: Array, rec: Array):
-        h = f(px + rec)
-        return HiddenState(h), h
-
-    def update_bwd(state, px, rec, d_new: HiddenState, d_y: Array):
-        h = f(px + rec)
-        da = (d_new.h + d_y) * df(h)
-        return HiddenState(jnp.zeros_like(state.h)), da, da
-
-    return _linear_cell(
-        f"elman({activation})", 1, hidden_size, HiddenState, update, update_bwd,
-        lambda h: jnp.zeros((h,), jnp.float32), f"elman_{activation}",
-    )
-
-
-def _lstm_update(state: LSTMState, px: Array, rec: Array):
-    i, f, g, o = jnp.split(px + rec, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-    c = f * state.c + i * g
-    h = o * jnp.tanh(c)
-    return LSTMState(h, c), h
-
-
-def _lstm_update_bwd(state: LSTMState, px: Array, rec: Array, d_new: LSTMState, d_y: Array):
-    i, f, g, o = jnp.split(px + rec, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-    c = f * state.c + i * g
-    tanh_c = jnp.tanh(c)
-    dh = d_new.h + d_y
-    dc = d_new.c + dh * o * (1.0 - tanh_c * tanh_c)
-    da = jnp.concatenate(
-        [
-            dc * g * i * (1.0 - i),
-            dc * state.c * f * (1.0 - f),
-            dc * i * (1.0 - g * g),
-            dh * tanh_c * o * (1.0 - o),
-        ],
-        axis=-1,
-    )
-    return LSTMState(jnp.zeros_like(state.h), dc * f), da, da
+    kind = f"elman_{activation}"
+    return _linear_cell(kind, kind, hidden_size, lambda h: jnp.zeros((h,), jnp.float32))
 
 
 def _forget_bias_init(forget_bias: float):
@@ -408,35 +380,7 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0) -> Cell:
       network architectures", ICML 2015.
     """
     hidden_size = check_positive_int(hidden_size, "hidden_size")
-    return _linear_cell(
-        "lstm", 4, hidden_size, LSTMState, _lstm_update, _lstm_update_bwd,
-        _forget_bias_init(float(forget_bias)), "lstm",
-    )
-
-
-def _gru_update(state: HiddenState, px: Array, rec: Array):
-    xr, xz, xn = jnp.split(px, 3, axis=-1)
-    hr, hz, hn = jnp.split(rec, 3, axis=-1)
-    r = jax.nn.sigmoid(xr + hr)
-    z = jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * hn)
-    h = (1.0 - z) * n + z * state.h
-    return HiddenState(h), h
-
-
-def _gru_update_bwd(state: HiddenState, px: Array, rec: Array, d_new: HiddenState, d_y: Array):
-    xr, xz, xn = jnp.split(px, 3, axis=-1)
-    hr, hz, hn = jnp.split(rec, 3, axis=-1)
-    r = jax.nn.sigmoid(xr + hr)
-    z = jax.nn.sigmoid(xz + hz)
-    n = jnp.tanh(xn + r * hn)
-    dh = d_new.h + d_y
-    dan = dh * (1.0 - z) * (1.0 - n * n)
-    daz = dh * (state.h - n) * z * (1.0 - z)
-    dar = dan * hn * r * (1.0 - r)
-    d_px = jnp.concatenate([dar, daz, dan], axis=-1)
-    d_rec = jnp.concatenate([dar, daz, dan * r], axis=-1)
-    return HiddenState(dh * z), d_px, d_rec
+    return _linear_cell("lstm", "lstm", hidden_size, _forget_bias_init(float(forget_bias)))
 
 
 def gru(hidden_size: int) -> Cell:
@@ -472,10 +416,7 @@ def gru(hidden_size: int) -> Cell:
       Cho et al., "Learning phrase representations using RNN encoder-decoder", 2014.
     """
     hidden_size = check_positive_int(hidden_size, "hidden_size")
-    return _linear_cell(
-        "gru", 3, hidden_size, HiddenState, _gru_update, _gru_update_bwd,
-        lambda h: jnp.zeros((3 * h,), jnp.float32), "gru",
-    )
+    return _linear_cell("gru", "gru", hidden_size, lambda h: jnp.zeros((3 * h,), jnp.float32))
 
 
 def _layer_norm(a: Array, scale: Array, eps: float) -> Array:
@@ -524,9 +465,9 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
     check_input, check_state = _param_checkers("layer_norm_lstm", 4, hidden_size)
     bias_init = _forget_bias_init(float(forget_bias))
 
-    def init(key: Array, input_size: int, dtype=jnp.float32) -> LayerNormLSTMParams:
+    def init(key: Array, input_size: int, dtype=None) -> LayerNormLSTMParams:
         input_size = check_positive_int(input_size, "input_size")
-        dtype = _check_float_dtype(dtype)
+        dtype = float_dtype(dtype)
         k_ih, k_hh = jax.random.split(key)
         ones = jnp.ones((4 * hidden_size,), dtype)
         return LayerNormLSTMParams(
@@ -546,9 +487,8 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
         check_state(params, state.h)
         return _layer_norm(_matmul_t(state.h, params.w_hh), params.ln_hh_scale, eps)
 
-    return _split_cell(
-        "layer_norm_lstm", hidden_size, LSTMState, init, project, project_state, _lstm_update, _lstm_update_bwd
-    )
+    update, update_bwd = _gate_functions("lstm")
+    return _split_cell("layer_norm_lstm", hidden_size, LSTMState, init, project, project_state, update, update_bwd)
 
 
 class ReadoutParams(NamedTuple):
@@ -591,7 +531,7 @@ def readout(output_size: int, *, activation: Optional[str] = None) -> Readout:
         ``"softmax"`` or ``"log_softmax"``.
 
     Returns:
-      A :class:`Readout` with ``init(key, hidden_size, dtype=float32) -> ReadoutParams``
+      A :class:`Readout` with ``init(key, hidden_size, dtype=None) -> ReadoutParams``
       and ``apply(params, ys [..., H]) -> [..., O]``.
 
     Example:
@@ -607,9 +547,9 @@ def readout(output_size: int, *, activation: Optional[str] = None) -> Readout:
         raise ValueError(f"activation must be None or one of {names}, got {activation!r}.")
     g = _READOUT_ACTIVATIONS[activation]
 
-    def init(key: Array, hidden_size: int, dtype=jnp.float32) -> ReadoutParams:
+    def init(key: Array, hidden_size: int, dtype=None) -> ReadoutParams:
         hidden_size = check_positive_int(hidden_size, "hidden_size")
-        dtype = _check_float_dtype(dtype)
+        dtype = float_dtype(dtype)
         return ReadoutParams(
             weight=_lecun_normal(key, (output_size, hidden_size), dtype),
             bias=jnp.zeros((output_size,), dtype),

@@ -1,7 +1,9 @@
 """Fused recurrence kernels for NVIDIA GPUs: Pallas on its Triton backend.
 
-Implements the contract of :mod:`jaxrnn._kernel_ref` (``forward``, ``backward``,
-``unsupported``) for the Elman, LSTM and GRU cells.
+Implements :class:`jaxrnn._kernels.interface.Kernel` for the Elman, LSTM and GRU
+cells. Triton cannot slice values, so the kernels load one block per gate and
+call the gate equations in their per-gate form,
+:func:`jaxrnn._core.gates.forward_blocks` and :func:`jaxrnn._core.gates.reverse_blocks`.
 
 Design:
 
@@ -25,7 +27,7 @@ Design:
 - Triton wants power-of-2 block shapes and ``tl.dot`` at least 16 along every
   dimension, so ``forward`` and ``backward`` pad the hidden size of each gate to
   ``Hp = next_power_of_2(H, 16)`` and the batch to a multiple of ``block_batch``
-  (at least 16) with :mod:`jaxrnn._pallas_common`, which is exact, and slice the
+  (at least 16) with :mod:`jaxrnn._kernels.pallas_common`, which is exact, and slice the
   results back. The padding is a copy of the sequences in memory when ``H`` or
   ``B`` is not already aligned (a batch of 1 is stored as 16 rows): a masked-load
   path that avoids it is left for device tuning.
@@ -59,7 +61,7 @@ Precision: ``"highest"`` multiplies float32 weights in IEEE float32
 (``lax.Precision.HIGHEST``, Triton ``input_precision="ieee"``: FMA units, no
 tensor cores); ``"fast"`` in TF32 on the tensor cores (``Precision.DEFAULT``,
 Triton ``"tf32"``); both accumulate in float32. With bfloat16 weights the state
-or delta is rounded to bfloat16 for the product (as :mod:`jaxrnn._kernel_ref`
+or delta is rounded to bfloat16 for the product (as the XLA kernel
 does) and products accumulate in float32, whatever ``precision`` says. The gate
 arithmetic and the state are float32 throughout.
 
@@ -91,8 +93,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxrnn import _kernel_ref
-from jaxrnn._pallas_common import next_power_of_2, pad_axis, pad_gates, round_up, unpad_gates
+from jaxrnn._core import gates
+from jaxrnn._core.checks import check_positive_int
+from jaxrnn._kernels.interface import PRECISIONS
+from jaxrnn._kernels.pallas_common import next_power_of_2, pad_axis, pad_gates, round_up, unpad_gates
 
 try:
     from jax.experimental import pallas as pl
@@ -120,24 +124,32 @@ _W_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 def resident_bytes(kind: str, hidden_size: int, w_dtype) -> int:
     """Bytes of the padded recurrent weights that a program keeps on chip."""
     hp = next_power_of_2(hidden_size, MIN_TILE)
-    return _kernel_ref.NUM_GATES[kind] * hp * hp * jnp.dtype(w_dtype).itemsize
+    return gates.NUM_GATES[kind] * hp * hp * jnp.dtype(w_dtype).itemsize
+
+
+RESIDUALS = ("gates",)  # the backward reads the recurrent projections kept by the forward
+
+
+def needs_px(residuals: str) -> bool:
+    """The backward recomputes the gates from ``px`` and the kept ``rec_all``."""
+    return True
 
 
 def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str = "highest") -> Optional[str]:
     """Why the kernels cannot run this configuration, or None when they can."""
     if not AVAILABLE:
         return WHY_UNAVAILABLE
-    if kind not in _kernel_ref.KINDS:
-        return f"no kernel for kind {kind!r} (kinds: {_kernel_ref.KINDS})"
-    if precision not in _kernel_ref.PRECISIONS:
-        return f"unknown precision {precision!r} (precisions: {_kernel_ref.PRECISIONS})"
+    if kind not in gates.KINDS:
+        return f"no kernel for kind {kind!r} (kinds: {gates.KINDS})"
+    if precision not in PRECISIONS:
+        return f"unknown precision {precision!r} (precisions: {PRECISIONS})"
     if jnp.dtype(w_dtype) not in _W_DTYPES:
         return f"recurrent weights of dtype {jnp.dtype(w_dtype)} (the kernels take float32 or bfloat16)"
     if batch < 1 or hidden_size < 1:
         return f"empty batch or state (batch={batch}, hidden_size={hidden_size})"
     size = resident_bytes(kind, hidden_size, w_dtype)
     if size > MAX_RESIDENT_BYTES:
-        g, hp = _kernel_ref.NUM_GATES[kind], next_power_of_2(hidden_size, MIN_TILE)
+        g, hp = gates.NUM_GATES[kind], next_power_of_2(hidden_size, MIN_TILE)
         return (
             f"the recurrent weights ({g} x {hp} x {hp} {jnp.dtype(w_dtype)} after padding hidden_size={hidden_size} "
             f"to {hp}: {size // 1024} KiB) exceed the {MAX_RESIDENT_BYTES // 1024} KiB that stay resident on chip"
@@ -184,11 +196,11 @@ def _check_lstm_only(kind: str, name: str, a):
 
 def _check_common(kind, px, w_hh, b_hh, h0, c0, mask, precision):
     """Check the arguments both passes share (``b_hh`` None in the backward); return ``(T, B, H, G)``."""
-    if kind not in _kernel_ref.KINDS:
-        raise ValueError(f"kind must be one of {_kernel_ref.KINDS}, got {kind!r}.")
-    if precision not in _kernel_ref.PRECISIONS:
-        raise ValueError(f"precision must be one of {_kernel_ref.PRECISIONS}, got {precision!r}.")
-    g = _kernel_ref.NUM_GATES[kind]
+    if kind not in gates.KINDS:
+        raise ValueError(f"kind must be one of {gates.KINDS}, got {kind!r}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    g = gates.NUM_GATES[kind]
     if w_hh.ndim != 2 or w_hh.shape[0] != g * w_hh.shape[1]:
         raise ValueError(f"w_hh has shape {tuple(w_hh.shape)}, expected ({g} * H, H) for kind={kind!r} (G={g} gates).")
     if jnp.dtype(w_hh.dtype) not in _W_DTYPES:
@@ -226,49 +238,10 @@ def _dot(a, w, dot_precision):
     )
 
 
-def _gates_forward(kind: str, px, rec, h, c):
-    """One step on per-gate blocks (Triton has no slicing of values): ``(h_new, c_new)``."""
-    if kind == "elman_tanh":
-        return jnp.tanh(px[0] + rec[0]), None
-    if kind == "elman_relu":
-        return jnp.maximum(px[0] + rec[0], 0.0), None
-    sigmoid = jax.nn.sigmoid
-    if kind == "lstm":
-        i, f, g, o = (act(p + q) for act, p, q in zip((sigmoid, sigmoid, jnp.tanh, sigmoid), px, rec))
-        c_new = f * c + i * g
-        return o * jnp.tanh(c_new), c_new
-    r = sigmoid(px[0] + rec[0])
-    z = sigmoid(px[1] + rec[1])
-    n = jnp.tanh(px[2] + r * rec[2])
-    return (1.0 - z) * n + z * h, None
-
-
 def _gates_backward(kind: str, px, rec, h, c, dh, dc):
-    """The reverse of :func:`_gates_forward`: ``(d_px, d_rec, dh_direct, dc_prev)``.
-
-    ``d_px``, ``d_rec``: lists of per-gate blocks (the same list but for the GRU);
-    ``dh_direct``: the cotangent of ``h`` through every path but ``rec`` (None where
-    there is none); ``dc_prev``: of ``c`` (LSTM, else None).
-    """
-    if kind in ("elman_tanh", "elman_relu"):
-        h_new = _gates_forward(kind, px, rec, h, c)[0]
-        slope = 1.0 - h_new * h_new if kind == "elman_tanh" else (h_new > 0.0).astype(jnp.float32)
-        da = [dh * slope]
-        return da, da, None, None
-    sigmoid = jax.nn.sigmoid
-    if kind == "lstm":
-        i, f, g, o = (act(p + q) for act, p, q in zip((sigmoid, sigmoid, jnp.tanh, sigmoid), px, rec))
-        tanh_c = jnp.tanh(f * c + i * g)
-        dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
-        da = [dc * g * i * (1.0 - i), dc * c * f * (1.0 - f), dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)]
-        return da, da, None, dc * f
-    r = sigmoid(px[0] + rec[0])
-    z = sigmoid(px[1] + rec[1])
-    n = jnp.tanh(px[2] + r * rec[2])
-    dan = dh * (1.0 - z) * (1.0 - n * n)
-    daz = dh * (h - n) * z * (1.0 - z)
-    dar = dan * rec[2] * r * (1.0 - r)
-    return [dar, daz, dan], [dar, daz, dan * r], dh * z, None
+    """One step's reverse on per-gate blocks, the activations recomputed from ``px`` and ``rec``."""
+    _, c_new, act = gates.forward_blocks(kind, px, rec, h, c)
+    return gates.reverse_blocks(kind, act, h, c, c_new, dh, dc)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -302,7 +275,7 @@ def _backward_names(kind: str, has_mask: bool):
 def _forward_kernel(*refs, kind, hp, num_steps, has_mask, dot_precision):
     inputs, outputs = _forward_names(kind, has_mask)
     r = _named_refs(refs, inputs + outputs)
-    blocks = [pl.ds(g * hp, hp) for g in range(_kernel_ref.NUM_GATES[kind])]
+    blocks = [pl.ds(g * hp, hp) for g in range(gates.NUM_GATES[kind])]
     # Loaded once; resident for the whole loop: W_hh^T and b_hh, one [Hp, Hp] / [1, Hp] block per gate.
     w = [r["w"][:, blk] for blk in blocks]
     b = [r["b"][:, blk] for blk in blocks]
@@ -312,7 +285,7 @@ def _forward_kernel(*refs, kind, hp, num_steps, has_mask, dot_precision):
         h_w = h.astype(w[0].dtype)  # rounded once for all gates (bfloat16 weights)
         rec = [_dot(h_w, w_g, dot_precision) + b_g for w_g, b_g in zip(w, b)]
         px = [r["px"][t, :, blk] for blk in blocks]
-        h_new, c_new = _gates_forward(kind, px, rec, h, c)
+        h_new, c_new, _ = gates.forward_blocks(kind, px, rec, h, c)
         if has_mask:
             keep = r["mask"][t] > 0.0  # [bt, 1]
             h_new = jnp.where(keep, h_new, h)
@@ -332,7 +305,7 @@ def _backward_kernel(*refs, kind, hp, num_steps, has_mask, truncate, dot_precisi
     inputs, outputs = _backward_names(kind, has_mask)
     r = _named_refs(refs, inputs + outputs)
     lstm = kind == "lstm"
-    blocks = [pl.ds(g * hp, hp) for g in range(_kernel_ref.NUM_GATES[kind])]
+    blocks = [pl.ds(g * hp, hp) for g in range(gates.NUM_GATES[kind])]
     w = [r["w"][blk, :] for blk in blocks]  # resident: W_hh, one [Hp, Hp] block of rows per gate
     h0 = r["h0"][...]
     c0 = r["c0"][...] if lstm else None
@@ -394,7 +367,7 @@ class _Plan:
             raise ValueError(f"num_warps must be a power of 2, got {num_warps}.")
         if num_stages < 1:
             raise ValueError(f"num_stages must be >= 1, got {num_stages}.")
-        self.kind, self.g = kind, _kernel_ref.NUM_GATES[kind]
+        self.kind, self.g = kind, gates.NUM_GATES[kind]
         self.batch, self.hidden = batch, hidden
         self.hp = next_power_of_2(hidden, MIN_TILE)
         self.bt = block_batch or default_block_batch(batch)
@@ -460,14 +433,19 @@ def forward(
     c0,
     mask,
     *,
+    residuals: str = "gates",
     precision: str = "highest",
     interpret: bool = False,
+    unroll: int = 1,
     block_batch: Optional[int] = None,
     num_warps: Optional[int] = None,
     num_stages: int = 2,
     debug: bool = False,
 ):
-    """The fused forward: ``(h_all, c_all, rec_all)`` as :func:`jaxrnn._kernel_ref.forward`.
+    """The fused forward: ``(h_all, c_all, rec_all)`` (:mod:`jaxrnn._kernels.interface`).
+
+    The residual is ``rec_all``, the recurrent projection of every step
+    (``residuals`` must be ``"gates"``; ``unroll`` does not apply).
 
     Args beyond the contract: ``block_batch`` (rows per program, a power of 2
     >= 16; None: :func:`default_block_batch`), ``num_warps`` (None:
@@ -479,6 +457,9 @@ def forward(
       ValueError, TypeError: an argument of the wrong kind, shape or dtype.
     """
     _require_available()
+    if residuals not in RESIDUALS:
+        raise ValueError(f"residuals must be one of {RESIDUALS} (the kernel keeps rec_all), got {residuals!r}.")
+    del unroll
     num_steps, batch, hidden, g = _check_common(kind, px, w_hh, b_hh, h0, c0, mask, precision)
     launch = dict(block_batch=block_batch, num_warps=num_warps, num_stages=num_stages, interpret=interpret, debug=debug)
     plan = _Plan(kind, num_steps, batch, hidden, w_hh, mask, precision, launch)
@@ -507,6 +488,7 @@ def backward(
     px,
     rec_all,
     w_hh,
+    b_hh,
     h0,
     c0,
     h_all,
@@ -518,15 +500,17 @@ def backward(
     truncate: Optional[int] = None,
     precision: str = "highest",
     interpret: bool = False,
+    unroll: int = 1,
     block_batch: Optional[int] = None,
     num_warps: Optional[int] = None,
     num_stages: int = 2,
     debug: bool = False,
 ):
-    """The fused reverse loop: ``(d_px, d_rec, d_h0, d_c0)`` as :func:`jaxrnn._kernel_ref.backward`.
+    """The fused reverse loop: ``(d_px, d_rec, d_h0, d_c0)`` (:mod:`jaxrnn._kernels.interface`).
 
-    For every cell but the GRU, ``d_rec`` is ``d_px`` (the same array). Launch
-    arguments as in :func:`forward`.
+    For every cell but the GRU, ``d_rec`` is ``d_px`` (the same array). ``b_hh``
+    is not read (``rec_all`` holds the biased projections). Launch arguments as
+    in :func:`forward`.
 
     Raises:
       RuntimeError: Pallas Triton is not available in this jax.
@@ -534,8 +518,8 @@ def backward(
     """
     _require_available()
     num_steps, batch, hidden, g = _check_common(kind, px, w_hh, None, h0, c0, mask, precision)
-    if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, int) or truncate < 1):
-        raise ValueError(f"truncate must be None or a positive int, got {truncate!r}.")
+    del b_hh, unroll
+    truncate = check_positive_int(truncate, "truncate", allow_none=True)
     seq = (num_steps, batch, hidden)
     _check_shape("rec_all", rec_all, px.shape, " (the shape of px)")
     _check_shape("h_all", h_all, seq)

@@ -23,15 +23,15 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._cells import CellParams
-from jaxrnn._models import GRU, LSTM, RNN, Bidirectional, StackedRNN
+from jaxrnn._core.cells import CellParams
+from jaxrnn._core.models import GRU, LSTM, RNN, Bidirectional, StackedRNN
 
 # cell.name -> (torch class name, extra constructor arguments, number of gates)
 _TORCH_KINDS = {
     "lstm": ("LSTM", {}, 4),
     "gru": ("GRU", {}, 3),
-    "elman(tanh)": ("RNN", {"nonlinearity": "tanh"}, 1),
-    "elman(relu)": ("RNN", {"nonlinearity": "relu"}, 1),
+    "elman_tanh": ("RNN", {"nonlinearity": "tanh"}, 1),
+    "elman_relu": ("RNN", {"nonlinearity": "relu"}, 1),
 }
 
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")

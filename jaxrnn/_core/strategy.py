@@ -1,0 +1,185 @@
+"""How a run covers time and is differentiated: one frozen value, resolved in one place.
+
+The keyword arguments of :func:`jaxrnn.rnn` (``grad``, ``truncate``, ``remat``,
+``residuals``, ``unroll``, ``backend``) are the user's shorthand. :func:`resolve`
+turns them into one :class:`Strategy`, refusing invalid combinations with a
+message that names the fix, and the time loop (:mod:`jaxrnn._core.loop`) reads
+only that value. As with diffrax's adjoints, a strategy carries its options.
+A new way to run the loop (a parallel solver, a kernel) adds a field value here
+and one line in :func:`jaxrnn._core.loop.dispatch`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn._core.cells import builtin_kind
+from jaxrnn._core.checks import check_positive_int
+from jaxrnn._kernels import registry
+from jaxrnn._kernels.registry import Pallas
+
+GRAD_MODES = ("bptt", "autodiff")
+RESIDUALS = ("states", "gates")
+SOLVERS = ("sequential",)
+BACKENDS = ("auto", "xla", "pallas")
+
+# lax.scan unroll by backend. CPU: measured in benchmarks/NOTES.md ("unroll on CPU").
+# GPU/TPU: BASELINES.md measured unroll 8 near the best at batch >= 16 on an H100.
+_DEFAULT_UNROLL = {"cpu": 1, "gpu": 8, "cuda": 8, "rocm": 8, "tpu": 8}
+
+
+def default_unroll() -> int:
+    """The ``lax.scan`` unroll that :func:`jaxrnn.rnn` uses on the default backend.
+
+    Returns:
+      An int: the measured best on CPU, 8 on GPU and TPU (see ``benchmarks/NOTES.md``).
+
+    Example:
+      >>> import jaxrnn as jr
+      >>> jr.default_unroll() >= 1
+      True
+    """
+    return _DEFAULT_UNROLL.get(jax.default_backend(), 1)
+
+
+class Strategy(NamedTuple):
+    """How one run of the time loop is executed and differentiated (frozen, hashable).
+
+    Made by :func:`resolve` from the keyword arguments of :func:`jaxrnn.rnn`.
+    """
+
+    grad: str = "bptt"  # "bptt" (hand-written reverse) | "autodiff" (jax.grad of the plain scan)
+    truncate: Optional[int] = None  # gradient horizon in steps, or None
+    remat: Optional[int] = None  # recompute chunks of this many steps in the backward pass, or None
+    residuals: str = "gates"  # what the forward keeps for the reverse: "gates" | "states"
+    unroll: Union[int, bool] = 1  # lax.scan unroll of the sequential loops
+    solver: str = "sequential"  # how the forward covers time
+    backend: Union[str, Pallas] = "xla"  # the kernel of a sequential loop: "xla" or a Pallas with its target
+
+
+def check_backend(backend) -> Union[str, Pallas]:
+    """``backend`` as ``"auto"``, ``"xla"`` or a checked :class:`Pallas`; a ValueError for anything else."""
+    if isinstance(backend, Pallas):
+        return backend.checked()
+    if backend == "pallas":
+        return Pallas()
+    if isinstance(backend, str) and backend in BACKENDS:
+        return backend
+    raise ValueError(f"backend must be one of {BACKENDS} or a jr.Pallas(...), got {backend!r}.")
+
+
+def _check_options(grad, truncate, remat, residuals, unroll, solver):
+    if grad not in GRAD_MODES:
+        raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}.")
+    if residuals not in RESIDUALS:
+        raise ValueError(f"residuals must be one of {RESIDUALS}, got {residuals!r}.")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
+    truncate = check_positive_int(truncate, "truncate", allow_none=True)
+    remat = check_positive_int(remat, "remat", allow_none=True)
+    if remat is not None and truncate is not None and remat % truncate:
+        raise ValueError(
+            f"remat must be a multiple of truncate, so that truncation points line up with the "
+            f"recomputed chunks; got remat={remat} and truncate={truncate}. Try remat={truncate * max(1, remat // truncate)}."
+        )
+    if unroll is None:
+        unroll = default_unroll()
+    elif not isinstance(unroll, bool):
+        unroll = check_positive_int(unroll, "unroll")
+    return truncate, remat, unroll
+
+
+def _dtype_problem(w_dtype, xs_dtype) -> Optional[str]:
+    if jnp.dtype(xs_dtype) == jnp.float64 or jnp.dtype(w_dtype) == jnp.float64:
+        return "the kernels compute in float32 (and bfloat16); float64 runs on the XLA path"
+    return None
+
+
+def _kernel_problem(cell, pallas: Pallas, batch: int, w_dtype, xs_dtype) -> tuple:
+    """``(target, None)`` when the Pallas kernel can run this call, else ``(target, reason)``."""
+    target = pallas.target or registry.pallas_target(jax.default_backend())
+    kind = builtin_kind(cell)
+    if kind is None:
+        return target, (
+            f"the {getattr(cell, 'name', type(cell).__name__)} cell has no fused kernel "
+            f"(only jr.elman, jr.lstm and jr.gru do, with their own functions)"
+        )
+    if target is None:
+        return None, (
+            f"the default device is {jax.default_backend()!r}; Pallas kernels compile for GPU and TPU only "
+            f"(on CPU, jr.Pallas(target='gpu' or 'tpu', interpret=True) runs them in interpret mode, slowly)"
+        )
+    reason = _dtype_problem(w_dtype, xs_dtype)
+    if reason:
+        return target, reason
+    module = registry.kernel(target)
+    if not module.AVAILABLE:
+        return target, f"Pallas for {target} is not available in this JAX: {module.WHY_UNAVAILABLE}"
+    return target, module.unsupported(kind, batch, cell.hidden_size, jnp.dtype(w_dtype), pallas.precision)
+
+
+def _resolve_backend(backend, cell, grad: str, residuals: str, batch: int, w_dtype, xs_dtype):
+    """``"xla"`` or a :class:`Pallas` with its target set.
+
+    ``"auto"`` picks a Pallas kernel only where :data:`jaxrnn._kernels.registry.AUTO_PALLAS`
+    says a committed device benchmark measured it faster, and falls back to XLA
+    silently; an explicit Pallas backend that cannot run the call raises a
+    ValueError that says why.
+    """
+    if backend == "xla":
+        return "xla"
+    if backend == "auto":
+        target = registry.pallas_target(jax.default_backend())
+        limit = registry.AUTO_PALLAS.get((target, builtin_kind(cell)))
+        if grad != "bptt" or residuals != "gates" or limit is None or cell.hidden_size > limit:
+            return "xla"
+        target, reason = _kernel_problem(cell, Pallas(), batch, w_dtype, xs_dtype)
+        return "xla" if reason else Pallas(target=target)
+    if grad != "bptt":
+        raise ValueError(
+            f"backend={backend!r} needs grad='bptt' (the kernels carry their own reverse pass); "
+            f"grad={grad!r} differentiates the XLA scan: use backend='xla' with it."
+        )
+    if residuals != "gates":
+        raise ValueError(
+            f"backend={backend!r} keeps the recurrent projections for its reverse pass (residuals='gates'); "
+            f"residuals={residuals!r} applies to the XLA path only. For less memory, use remat=k."
+        )
+    target, reason = _kernel_problem(cell, backend, batch, w_dtype, xs_dtype)
+    if reason:
+        raise ValueError(f"backend={backend!r} cannot run this call: {reason}. Use backend='auto' or 'xla'.")
+    return backend._replace(target=target)
+
+
+def resolve(
+    cell,
+    *,
+    grad: str = "bptt",
+    truncate: Optional[int] = None,
+    remat: Optional[int] = None,
+    residuals: str = "gates",
+    unroll: Optional[Union[int, bool]] = None,
+    solver: str = "sequential",
+    backend: Union[str, Pallas] = "auto",
+    batch: int = 1,
+    w_dtype=jnp.float32,
+    xs_dtype=jnp.float32,
+) -> Strategy:
+    """The :class:`Strategy` of one call of :func:`jaxrnn.rnn`, every option checked.
+
+    ``batch``, ``w_dtype`` and ``xs_dtype`` (of the call's inputs) decide whether a
+    kernel can run it.
+
+    Raises:
+      ValueError: an unknown ``grad``, ``residuals``, ``solver`` or ``backend``; a
+        non-positive ``truncate``, ``remat`` or ``unroll``; ``remat`` not a
+        multiple of ``truncate``; a Pallas backend with ``grad="autodiff"``,
+        ``residuals="states"`` or a call it cannot run (the message says why).
+    """
+    truncate, remat, unroll = _check_options(grad, truncate, remat, residuals, unroll, solver)
+    backend = _resolve_backend(check_backend(backend), cell, grad, residuals, batch, w_dtype, xs_dtype)
+    return Strategy(grad=grad, truncate=truncate, remat=remat, residuals=residuals, unroll=unroll, solver=solver,
+                    backend=backend)

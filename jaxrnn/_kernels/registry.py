@@ -1,0 +1,73 @@
+"""The kernels by name, the settings value of the Pallas kernels, and where ``auto`` picks one.
+
+Adding a kernel is one module implementing :class:`jaxrnn._kernels.interface.Kernel`
+and one line in :data:`_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import NamedTuple, Optional
+
+from jaxrnn._kernels.interface import PRECISIONS
+
+TARGETS = ("gpu", "tpu")
+
+# kernel name -> module; imported on first use, so that `import jaxrnn` loads no Pallas.
+_MODULES = {
+    "xla": "jaxrnn._kernels.xla",
+    "gpu": "jaxrnn._kernels.pallas_gpu",
+    "tpu": "jaxrnn._kernels.pallas_tpu",
+}
+
+_PLATFORM_TARGET = {"gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
+
+# Where backend="auto" picks the Pallas kernel: (target, kind) -> the largest hidden size
+# at which a committed device benchmark (benchmarks/results/) measured the kernel faster
+# than the XLA path. No device run has been committed yet, so "auto" is XLA everywhere.
+AUTO_PALLAS: dict = {}
+
+
+class Pallas(NamedTuple):
+    """Settings of the fused Pallas kernels: ``jr.rnn(..., backend=jr.Pallas(...))``.
+
+    ``backend="pallas"`` is ``Pallas()``: the kernels for the default device's
+    platform, compiled, in full float32.
+
+    Attributes:
+      target: ``"gpu"`` (Triton kernels: time loop and recurrent weights inside one
+        program per batch tile) or ``"tpu"`` (Mosaic kernels: weights in VMEM, time
+        a sequential grid axis); None: the default device's platform.
+      interpret: run the kernels in Pallas interpret mode (any platform, CPU
+        included; slow; what the tests use).
+      precision: ``"highest"`` (full float32 products) or ``"fast"`` (TF32 on GPU,
+        bfloat16 products on TPU; float32 accumulation). The errors of each against
+        a float64 reference are measured in the README.
+
+    Example:
+      >>> import jaxrnn as jr
+      >>> jr.Pallas(target="tpu", interpret=True)
+      Pallas(target='tpu', interpret=True, precision='highest')
+    """
+
+    target: Optional[str] = None
+    interpret: bool = False
+    precision: str = "highest"
+
+    def checked(self) -> "Pallas":
+        """This value, or a ValueError naming the field that is out of range."""
+        if self.target is not None and self.target not in TARGETS:
+            raise ValueError(f"Pallas target must be one of {TARGETS} or None, got {self.target!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Pallas precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        return self
+
+
+def kernel(name: str):
+    """The kernel module called ``name`` (``"xla"``, ``"gpu"`` or ``"tpu"``), imported on first use."""
+    return importlib.import_module(_MODULES[name])
+
+
+def pallas_target(platform: str) -> Optional[str]:
+    """The Pallas kernels for a device platform (``"gpu"`` or ``"tpu"``), None where there are none."""
+    return _PLATFORM_TARGET.get(platform)

@@ -1,0 +1,50 @@
+"""The data-parallel mesh axis, and running a kernel per batch shard under it.
+
+Data-parallel training (:mod:`jaxrnn.train`) splits the batch over a one-axis
+mesh named :data:`DATA_AXIS`. XLA's partitioner splits a ``lax.scan`` along the
+batch by itself, but a ``pallas_call`` is opaque to it: it would gather the batch
+and run it whole on every device. So the Pallas kernels run per batch shard
+through ``jax.shard_map`` when the ambient mesh has this axis.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+from jax.sharding import PartitionSpec as P
+
+DATA_AXIS = "data"  # the mesh axis that the batch's leading axis is split over
+
+
+def data_mesh():
+    """The ambient mesh when it has a :data:`DATA_AXIS` of size > 1, else None."""
+    get = getattr(jax.sharding, "get_abstract_mesh", None)
+    mesh = get() if get is not None else None
+    if mesh is None or DATA_AXIS not in tuple(getattr(mesh, "axis_names", ())):
+        return None
+    return mesh if dict(zip(mesh.axis_names, mesh.axis_sizes))[DATA_AXIS] > 1 else None
+
+
+def spec(a, batch_axis: int):
+    """The PartitionSpec of ``a`` split along ``batch_axis`` (None for a missing operand)."""
+    if a is None:
+        return None
+    parts = [None] * a.ndim
+    parts[batch_axis] = DATA_AXIS
+    return P(*parts)
+
+
+def per_batch_shard(fn: Callable, args: tuple, batch_axes: tuple, out_batch_axes: tuple) -> tuple:
+    """``fn(*args)``, run per batch shard under a data-parallel mesh, else as is.
+
+    ``batch_axes``: for each argument, the axis that holds the batch (None:
+    replicated); ``out_batch_axes``: the same for each output.
+    """
+    mesh = data_mesh()
+    if mesh is None:
+        return fn(*args)
+    in_specs = tuple(P() if axis is None else spec(a, axis) for a, axis in zip(args, batch_axes))
+    outs = jax.eval_shape(fn, *args)
+    out_specs = tuple(None if o is None else spec(o, axis) for o, axis in zip(outs, out_batch_axes))
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(*args)
