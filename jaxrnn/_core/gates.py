@@ -58,6 +58,7 @@ def forward_blocks(kind: str, px: Sequence[Array], rec: Sequence[Array], h: Arra
         f = sigmoid(px[1] + rec[1])
         g = jnp.tanh(px[2] + rec[2])
         o = sigmoid(px[3] + rec[3])
+        assert c is not None, "the LSTM needs its cell state c"
         c_new = f * c + i * g
         return o * jnp.tanh(c_new), c_new, [i, f, g, o]
     if kind == "gru":
@@ -89,6 +90,7 @@ def reverse_blocks(kind: str, act: Sequence[Array], h: Array, c: Optional[Array]
         return da, da, None, None
     if kind == "lstm":
         i, f, g, o = act
+        assert c is not None and c_new is not None and dc is not None, "the LSTM needs c, c_new and dc"
         tanh_c = jnp.tanh(c_new)
         dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
         da = [dc * g * i * (1.0 - i), dc * c * f * (1.0 - f), dc * i * (1.0 - g * g), dh * tanh_c * o * (1.0 - o)]

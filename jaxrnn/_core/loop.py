@@ -56,7 +56,9 @@ class Steps(Protocol):
     is not split); ``mask [T, B]`` (or None) marks the valid steps.
     """
 
-    strategy: Strategy
+    @property
+    def strategy(self) -> Strategy:
+        """How the run is executed and differentiated."""
 
     def project(self, params, xs):
         """The input projection of all steps, ``px [T, B, G*H]``: one matmul."""
@@ -209,9 +211,9 @@ class KernelSteps(NamedTuple):
 
     def _options(self) -> dict:
         backend = self.strategy.backend
-        pallas = isinstance(backend, registry.Pallas)
-        return dict(precision=backend.precision if pallas else None, interpret=pallas and backend.interpret,
-                    unroll=self.strategy.unroll)
+        if isinstance(backend, registry.Pallas):
+            return dict(precision=backend.precision, interpret=backend.interpret, unroll=self.strategy.unroll)
+        return dict(precision=None, interpret=False, unroll=self.strategy.unroll)
 
     def _call(self, fn, args: tuple, batch_axes: tuple, out_batch_axes: tuple):
         """``fn(*args)``; a Pallas kernel runs per batch shard under a data-parallel mesh."""
@@ -267,6 +269,7 @@ def dispatch(cell, strategy: Strategy) -> Steps:
         return CellSteps(cell, strategy)
     backend = strategy.backend
     name = backend.target if isinstance(backend, registry.Pallas) else "xla"
+    assert name is not None, "the strategy's Pallas backend has its target resolved"
     return KernelSteps(cell, kind, registry.kernel(name), strategy)
 
 
@@ -310,6 +313,7 @@ def _run_sequence(steps: Steps, params, state, xs, lengths):
     """One pass over time-major ``xs [T, B, I]``: ``(ys, final_state)``."""
     if steps.strategy.grad == "bptt":
         return _bptt(steps, params, state, xs, lengths)
+    assert isinstance(steps, CellSteps), "the autodiff reference runs the cell's own functions"
     mask = step_masks(lengths, xs.shape[0])
     ys, final, _ = steps.forward(params, state, steps.project(params, xs), mask, cut_gradients=True)
     return ys, final

@@ -150,7 +150,7 @@ class StackedRNN:
                 f"model.initial_state(batch_shape)."
             )
         use_dropout = key is not None and self.dropout > 0.0
-        keys = jax.random.split(key, self.num_layers) if use_dropout else [None] * self.num_layers
+        keys = jax.random.split(key, self.num_layers) if key is not None and use_dropout else [None] * self.num_layers
         run = dict(lengths=lengths, time_major=time_major, grad=grad, truncate=truncate, unroll=unroll,
                    residuals=residuals, remat=remat, backend=backend)
         finals = []
@@ -158,7 +158,7 @@ class StackedRNN:
         for layer, (cell, layer_params) in enumerate(zip(self.cells, params)):
             layer_state = None if state is None else state[layer]
             if layer > 0 and use_dropout:
-                keep = jax.random.bernoulli(keys[layer], 1.0 - self.dropout, inputs.shape)
+                keep = jax.random.bernoulli(keys[layer], 1.0 - self.dropout, inputs.shape)  # type: ignore[arg-type]
                 inputs = jnp.where(keep, inputs / (1.0 - self.dropout), jnp.zeros_like(inputs))
             if self.bidirectional:
                 s_f, s_b = (None, None) if layer_state is None else layer_state
@@ -280,7 +280,7 @@ def RNN(
 
 
 for _factory in (LSTM, GRU, RNN):
-    _factory.__doc__ = _factory.__doc__.rstrip() + "\n" + _DOC_OPTIONS + """
+    _factory.__doc__ = (_factory.__doc__ or "").rstrip() + "\n" + _DOC_OPTIONS + """
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
       >>> model = jr.{name}(input_size=4, hidden_size=8, num_layers=2, bidirectional=True)

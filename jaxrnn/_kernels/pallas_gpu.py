@@ -104,12 +104,12 @@ try:
     try:
         from jax.experimental.pallas import triton as _triton
     except ImportError:  # older jax named it "gpu" (with TritonCompilerParams)
-        from jax.experimental.pallas import gpu as _triton
+        from jax.experimental.pallas import gpu as _triton  # type: ignore[attr-defined,no-redef]
     _CompilerParams = getattr(_triton, "CompilerParams", None) or getattr(_triton, "TritonCompilerParams")
     AVAILABLE = True
     WHY_UNAVAILABLE: Optional[str] = None
 except Exception as err:  # any failure here means: no Pallas Triton in this jax
-    pl = None
+    pl = None  # type: ignore[assignment]
     _CompilerParams = None
     AVAILABLE = False
     WHY_UNAVAILABLE = f"jax {jax.__version__} has no usable Pallas Triton backend ({type(err).__name__}: {err})"

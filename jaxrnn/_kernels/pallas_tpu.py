@@ -332,9 +332,9 @@ def _store_carry(plan: _Plan, has_mask: bool, t, pairs):
         store()
 
 
-def _forward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool):
+def _forward_kernel(*all_refs, kind: str, plan: _Plan, has_mask: bool):
     lstm = kind == "lstm"
-    refs = iter(refs)
+    refs = iter(all_refs)
     px_ref = next(refs)
     mask_ref = next(refs) if has_mask else None
     w_ref, b_ref, h0_ref = next(refs), next(refs), next(refs)
@@ -370,10 +370,10 @@ def _forward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool):
     lax.fori_loop(jnp.int32(0), jnp.int32(plan.time_block), step, jnp.int32(0))
 
 
-def _backward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool, truncate: Optional[int]):
+def _backward_kernel(*all_refs, kind: str, plan: _Plan, has_mask: bool, truncate: Optional[int]):
     lstm, gru = kind == "lstm", kind == "gru"
     saves_state = lstm or gru  # the gate reverse needs c_{t-1} (LSTM) or h_{t-1} (GRU)
-    refs = iter(refs)
+    refs = iter(all_refs)
     px_ref, rec_ref, dh_all_ref = next(refs), next(refs), next(refs)
     mask_ref = next(refs) if has_mask else None
     w_ref = next(refs)
@@ -435,7 +435,7 @@ def _backward_kernel(*refs, kind: str, plan: _Plan, has_mask: bool, truncate: Op
     # Steps Tc-1 .. 1 read the state entering them from this block; step 0 from the
     # small per-block array of entering states.
     lax.fori_loop(jnp.int32(0), jnp.int32(plan.time_block - 1), inner, jnp.int32(0))
-    step(jnp.int32(0), entering_ref[0] if saves_state else None)
+    step(jnp.int32(0), entering_ref[0] if entering_ref is not None else None)
 
     @pl.when(i == plan.time_blocks - 1)
     def _():

@@ -30,7 +30,7 @@ def spec(a, batch_axis: int):
     """The PartitionSpec of ``a`` split along ``batch_axis`` (None for a missing operand)."""
     if a is None:
         return None
-    parts = [None] * a.ndim
+    parts: list = [None] * a.ndim
     parts[batch_axis] = DATA_AXIS
     return P(*parts)
 
