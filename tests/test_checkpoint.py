@@ -10,7 +10,7 @@ import optax
 import pytest
 
 import jaxrnn as jr
-from jaxrnn import _checkpoint as checkpoint
+from jaxrnn.train import _checkpoint as checkpoint
 
 MODEL = jr.LSTM(3, 8, num_layers=2, bidirectional=True, dropout=0.25)
 HEAD = jr.readout(1)
@@ -27,7 +27,7 @@ def data():
 
 def initial_state(key_style):
     k_rnn, k_head = jax.random.split(jax.random.PRNGKey(0))
-    params = {"rnn": MODEL.init(k_rnn), "head": HEAD.init(k_head, MODEL.output_size)}
+    params = {"rnn": MODEL.init(k_rnn, jnp.float32), "head": HEAD.init(k_head, MODEL.output_size, jnp.float32)}
     return {"params": params, "opt_state": OPTIMIZER.init(params), "step": jnp.zeros((), jnp.int32), "key": KEYS[key_style](1)}
 
 
@@ -238,7 +238,7 @@ def test_mismatch_with_the_target_names_the_leaf(tmp_path, target, message):
     [
         (dict(step=-1), ValueError, "step must be an int >= 0, got -1"),
         (dict(step=1.5), ValueError, "step must be an int >= 0, got 1.5"),
-        (dict(keep=0), ValueError, "keep must be an int >= 1, got 0"),
+        (dict(keep=0), ValueError, "keep must be a positive int, got 0"),
         (dict(config={"f": object}), TypeError, "config must be a JSON-serialisable dict"),
         (dict(config=[1]), TypeError, "config must be a JSON-serialisable dict, got a list"),
         (dict(state={"name": "run"}), TypeError, r"state leaf \['name'\] is a str"),

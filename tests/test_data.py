@@ -1,5 +1,6 @@
 """jaxrnn.data: each task checked against an independent computation, each error message tested."""
 
+import importlib.resources
 import re
 
 import jax
@@ -59,8 +60,8 @@ def test_adding_baseline_mse_is_the_target_variance():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(seed=0, batch=0, length=5), "batch must be an int of at least 1, got 0"),
-    (dict(seed=0, batch=2, length=1), "length must be an int of at least 2, got 1"),
+    (dict(seed=0, batch=0, length=5), "batch must be a positive int, got 0."),
+    (dict(seed=0, batch=2, length=1), "length must be an int >= 2, got 1."),
     (dict(seed=-1, batch=2, length=5), "seed must be a non-negative int or a JAX PRNG key, got -1"),
     (dict(seed=1.5, batch=2, length=5), "seed must be a non-negative int or a single JAX PRNG key, got float"),
 ])
@@ -99,9 +100,9 @@ def test_copy_task_is_deterministic():
 
 
 def test_copy_task_errors():
-    with pytest.raises(ValueError, match=re.escape("delay must be an int of at least 1, got 0")):
+    with pytest.raises(ValueError, match=re.escape("delay must be a positive int, got 0.")):
         data.copy_task(0, 2, delay=0)
-    with pytest.raises(ValueError, match=re.escape("num_symbols must be an int of at least 1, got 0")):
+    with pytest.raises(ValueError, match=re.escape("num_symbols must be a positive int, got 0.")):
         data.copy_task(0, 2, num_symbols=0)
 
 
@@ -159,7 +160,7 @@ def test_windowed_splits_custom_split_and_times():
     ((np.arange(10.0), 2), dict(times=np.arange(9.0)), "times must have the series' shape (10,), got (9,)"),
     ((np.arange(10.0), 2), dict(split=(0.5, 0.5)), "split must be 3 fractions in (0, 1) that sum to 1"),
     ((np.arange(10.0), 2), dict(split=(0.5, 0.3, 0.3)), "split must be 3 fractions"),
-    ((np.arange(10.0), 0), {}, "window must be an int of at least 1, got 0"),
+    ((np.arange(10.0), 0), {}, "window must be a positive int, got 0."),
     ((np.arange(10.0), 8), {}, "window=8 with split=(0.7, 0.15, 0.15) leaves the train split"),
     ((np.ones(20), 2), {}, "series is constant on the train split"),
 ])
@@ -217,7 +218,10 @@ def test_digits_errors():
 
 
 def test_default_corpus_round_trips_through_the_vocabulary():
+    corpus = importlib.resources.files("jaxrnn.data") / "corpus"  # package data, as pip installs it
+    assert (corpus / "LICENSE-PSF.txt").is_file()
     text = data.load_text()
+    assert text == (corpus / "default.txt").read_text("utf-8")
     assert 50_000 < len(text.encode("utf-8")) < 200_000
     assert "Python Software Foundation License" in text[:2000]
     vocab = data.CharVocab.from_text(text)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import operator
 import os
 import pathlib
 import re
@@ -46,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
+
+from jaxrnn._core.checks import check_positive_int
 
 FORMAT_VERSION = 1
 MAGIC = b"\x89jaxrnn-ckpt\r\n\x1a\n"  # as PNG's: catches text-mode and 7-bit transfers
@@ -96,7 +97,7 @@ def save(directory: PathLike, state: Any, *, step: int, config: dict, keep: int 
     Example:
       >>> import tempfile
       >>> import jax, jax.numpy as jnp
-      >>> from jaxrnn import _checkpoint as checkpoint
+      >>> from jaxrnn.train import _checkpoint as checkpoint
       >>> state = {"params": jnp.ones(3), "key": jax.random.key(0), "step": 7}
       >>> with tempfile.TemporaryDirectory() as directory:
       ...     path = checkpoint.save(directory, state, step=7, config={"lr": 0.01})
@@ -106,8 +107,8 @@ def save(directory: PathLike, state: Any, *, step: int, config: dict, keep: int 
       >>> bool(jnp.all(jax.random.key_data(restored["key"]) == jax.random.key_data(state["key"])))
       True
     """
-    step = _check_int(step, "step", minimum=0)
-    keep = _check_int(keep, "keep", minimum=1)
+    step = check_positive_int(step, "step", minimum=0)
+    keep = check_positive_int(keep, "keep")
     directory = pathlib.Path(directory)
     data = _encode(state, step, config)
     directory.mkdir(parents=True, exist_ok=True)
@@ -134,7 +135,7 @@ def latest(directory: PathLike) -> Optional[pathlib.Path]:
     Example:
       >>> import tempfile
       >>> import jax.numpy as jnp
-      >>> from jaxrnn import _checkpoint as checkpoint
+      >>> from jaxrnn.train import _checkpoint as checkpoint
       >>> with tempfile.TemporaryDirectory() as directory:
       ...     before = checkpoint.latest(directory)
       ...     for step in (10, 20):
@@ -182,7 +183,7 @@ def restore(path_or_directory: PathLike, target: Any) -> tuple:
     Example:
       >>> import tempfile
       >>> import jax.numpy as jnp
-      >>> from jaxrnn import _checkpoint as checkpoint
+      >>> from jaxrnn.train import _checkpoint as checkpoint
       >>> with tempfile.TemporaryDirectory() as directory:
       ...     _ = checkpoint.save(directory, {"w": jnp.arange(3.0)}, step=1, config={})
       ...     try:
@@ -372,13 +373,3 @@ def _prune(directory: pathlib.Path, *, keep: int, written: pathlib.Path) -> None
 def _starts_with_magic(path: pathlib.Path) -> bool:
     with open(path, "rb") as file:
         return file.read(len(MAGIC)) == MAGIC
-
-
-def _check_int(value, name: str, *, minimum: int) -> int:
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
-    if number is None or number < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-    return number

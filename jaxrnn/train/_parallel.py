@@ -31,10 +31,10 @@ from typing import Any, Callable, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-DATA_AXIS = "data"  # the mesh axis that the batch's leading axis is split over
+from jaxrnn._core.checks import check_positive_int
+from jaxrnn._kernels.sharding import DATA_AXIS as DATA_AXIS
 
 Devices = Union[int, str]
 
@@ -81,16 +81,16 @@ def make_mesh(devices: Devices = "all", *, backend: Optional[str] = None, name: 
         devices this process has.
 
     Example:
-      >>> from jaxrnn import _parallel
+      >>> from jaxrnn.train import _parallel
       >>> mesh = _parallel.make_mesh(1)
       >>> mesh.axis_names, mesh.size
       (('data',), 1)
     """
+    if devices != "all":
+        devices = check_positive_int(devices, f"{name} (or 'all')")
     local = jax.local_devices(backend=backend)
     if devices == "all":
         chosen = jax.devices(backend)
-    elif isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-        raise ValueError(f"{name} must be a positive int or 'all', got {devices!r}.")
     elif devices > len(local):
         raise ValueError(
             f"{name} {devices} asks for more devices than this process has: {len(local)} "
@@ -284,6 +284,8 @@ def gather(tree: Any) -> Any:
     addressable already).
     """
 
+    from jax.experimental import multihost_utils  # imported here: it is only for several processes
+
     def whole(leaf):
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable and not leaf.is_fully_replicated:
             return multihost_utils.process_allgather(leaf, tiled=True)
@@ -301,6 +303,8 @@ def broadcast(tree: Any) -> Any:
     """
     if jax.process_count() == 1:
         return tree
+    from jax.experimental import multihost_utils
+
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     raw = [np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf) for leaf in leaves]
     sent = multihost_utils.broadcast_one_to_all([np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in raw])
