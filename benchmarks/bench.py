@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxrnn.__main__ import main
+from jaxrnn._app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

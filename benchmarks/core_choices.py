@@ -26,14 +26,13 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn as jr
-from jaxrnn._bench import cpu_name
-
-CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman}
+from jaxrnn._app.cells import CELLS
+from jaxrnn._bench.run import cpu_name
 
 
 def _problem(cell_name, batch, steps, hidden):
     cell = CELLS[cell_name](hidden)
-    params = cell.init(jax.random.PRNGKey(0), hidden)
+    params = cell.init(jax.random.PRNGKey(0), hidden, jnp.float32)
     xs = [jax.random.normal(jax.random.PRNGKey(i), (batch, steps, hidden), jnp.float32) for i in range(2)]
     return cell, params, xs
 

@@ -8,10 +8,10 @@ from jax._src.lib import gpu_rnn
 from jax.experimental import rnn as jax_rnn
 
 import jaxrnn as jr
-from jaxrnn._bench_peers import available_peers, make_peer
+from jaxrnn._app.cells import CELLS
+from jaxrnn._bench.peers import available_peers, make_peer
 
 B, T, I, H = 3, 6, 4, 5
-CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman}
 RTOL = {jnp.float32: 1e-5, jnp.float64: 1e-10}
 CPU_PEERS = [(cell, name) for cell in CELLS for name in available_peers(cell, "cpu")]
 # The cuDNN RNN ops need jax's CUDA plugin even to be traced (their abstract eval asks
@@ -117,7 +117,8 @@ def test_cudnn_peer_matches_jaxrnn_on_gpu():
         ("lstm", "tpu", ["flax-LSTMCell", "flax-OptimizedLSTMCell"]),
         ("lstm", "gpu", ["flax-LSTMCell", "flax-OptimizedLSTMCell", "jax-cudnn"]),
         *[("gru", b, ["flax-GRUCell"]) for b in ("cpu", "gpu", "tpu")],
-        *[("elman", b, ["flax-SimpleCell"]) for b in ("cpu", "gpu", "tpu")],
+        *[(elman, b, ["flax-SimpleCell"]) for elman in ("elman_tanh", "elman_relu") for b in ("cpu", "gpu", "tpu")],
+        *[("layer_norm_lstm", b, []) for b in ("cpu", "gpu", "tpu")],
     ],
 )
 def test_available_peers(cell_name, backend, expected):
@@ -127,9 +128,12 @@ def test_available_peers(cell_name, backend, expected):
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda p: available_peers("rnn", "cpu"), ValueError, r"one of \['elman', 'gru', 'lstm'\], got 'rnn'"),
+        (lambda p: available_peers("elman", "cpu"), ValueError,
+         r"one of \['lstm', 'gru', 'elman_tanh', 'elman_relu', 'layer_norm_lstm'\], got 'elman'"),
+        (lambda p: make_peer("flax-SimpleCell", "lstm", p), ValueError,
+         r"peer 'flax-SimpleCell' runs elman_tanh or elman_relu cells, not lstm"),
         (lambda p: make_peer("torch", "lstm", p), ValueError, r"unknown peer 'torch'; the peers are"),
-        (lambda p: make_peer("flax-GRUCell", "lstm", p), ValueError, r"peer 'flax-GRUCell' is a gru cell, not lstm"),
+        (lambda p: make_peer("flax-GRUCell", "lstm", p), ValueError, r"peer 'flax-GRUCell' runs gru cells, not lstm"),
         (lambda p: make_peer("flax-GRUCell", "gru", p), ValueError, r"but a gru cell with 3 gate\(s\) needs"),
         (lambda p: make_peer("flax-LSTMCell", "lstm", p, unroll=0), ValueError, r"unroll must be a positive int"),
         (

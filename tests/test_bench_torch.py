@@ -1,4 +1,5 @@
-"""The PyTorch benchmark peer (jaxrnn._bench_torch): its worker process, results and errors."""
+"""The PyTorch benchmark peer (jaxrnn._bench.torch_peer and its worker process
+jaxrnn._bench.torch_worker): results, errors, and a request checked before the worker starts."""
 
 import os
 import sys
@@ -9,13 +10,14 @@ import numpy as np
 import pytest
 
 import jaxrnn as jr
-from jaxrnn._bench_torch import run_torch
+from jaxrnn._app.cells import CELLS as ALL_CELLS
+from jaxrnn._bench.torch_peer import run_torch
 
 torch = pytest.importorskip("torch")
 
 B, T, I, H = 2, 5, 3, 4
-CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman}
-GATES = {"lstm": 4, "gru": 3, "elman": 1}
+GATES = {"lstm": 4, "gru": 3, "elman_tanh": 1, "elman_relu": 1}  # the cells torch has
+CELLS = {name: ALL_CELLS[name] for name in GATES}
 FIELDS = ("w_ih", "w_hh", "b_ih", "b_hh")
 
 
@@ -137,6 +139,7 @@ def _without(arrays, key):
         ([], {}, {}, "cases must be a non-empty list"),
         ([make_case("lstm"), make_case("gru", "lstm", "lstm")], make_arrays("lstm", "lstm"), {}, "unique"),
         ([make_case("lstm") | {"cell": "mgu"}], make_arrays("lstm", "lstm"), {}, "cell must be one of"),
+        ([make_case("lstm") | {"cell": "layer_norm_lstm"}], make_arrays("lstm", "lstm"), {}, "cell must be one of"),
         ([make_case("lstm") | {"steps": 0}], make_arrays("lstm", "lstm"), {}, "'steps' must be a positive int"),
         ([make_case("lstm")], _without(make_arrays("lstm", "lstm"), "lstm/xs0"), {}, "needs the array 'lstm/xs0'"),
         ([make_case("gru")], make_arrays("lstm", "gru"), {}, r"'gru/w_ih' must be float32 of shape \(12, 3\)"),

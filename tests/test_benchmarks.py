@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from jaxrnn import _bench
-from jaxrnn.__main__ import main
+from jaxrnn._app.cli import main
+from jaxrnn._bench import run as _bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_bench_quick_checks_every_implementation_and_writes_reports(tmp_path):
     assert data["versions"]["jax"] and data["device"]["platform"] == "cpu"
     table = (out / "bench.md").read_text()
     assert "best jaxrnn / best peer" in table and "Sequence-length sweep" in table
-    assert sorted(p.name for p in out.glob("*.png")) == ["sweep_elman.png", "sweep_gru.png", "sweep_lstm.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["sweep_elman_tanh.png", "sweep_gru.png", "sweep_lstm.png"]
     assert "| lstm | 4×128×32 |" in result.stdout
 
 
@@ -85,7 +85,9 @@ def test_relative_error_is_per_array_and_relative():
         (["--shapes", "16x1024"], "--shapes: expected BATCHxSTEPSxHIDDEN with positive integers, e.g. 16x1024x256, got '16x1024'"),
         (["--shapes", "16x0x8"], "got '16x0x8'"),
         (["--sweep", "16x128"], "--sweep: expected BATCHxHIDDEN:T1,T2,... e.g. 16x128:256,512,1024, got '16x128'"),
-        (["--cells", "lstm,transformer"], "expected a comma-separated list of lstm, gru, elman, got 'lstm,transformer'"),
+        (["--cells", "lstm,transformer"], "unknown cell 'transformer' in 'lstm,transformer'; choose from lstm, gru, "
+                                          "elman_tanh, elman_relu, layer_norm_lstm"),
+        (["--cells", "elman"], "unknown cell 'elman' in 'elman'; choose from lstm, gru, elman_tanh"),
         (["--impls", "keras"], "got 'keras'"),
         (["--precision", "tf16"], "invalid choice: 'tf16'"),
         (["--repeats", "0"], "--repeats must be at least 1, got 0"),

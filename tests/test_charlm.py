@@ -1,4 +1,4 @@
-"""The charlm task (jaxrnn._tasks) and `jaxrnn generate` (jaxrnn._trainer): a
+"""The charlm task (jaxrnn._app.tasks.charlm) and `jaxrnn generate` (jaxrnn._app.generate): a
 character language model trained with truncated BPTT over one stream, whose
 recurrent state the training loop carries from step to step and checkpoints."""
 
@@ -13,13 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrnn import _checkpoint, _tasks, _trainer, train
+from jaxrnn import train
+from jaxrnn._app import cli, generate, trainer
+from jaxrnn._app.options import RunError
+from jaxrnn._app.tasks import TASKS, charlm
+from jaxrnn.train import _checkpoint
 
 TEXT = "the cat sat on the mat. " * 60  # 1440 characters, 11 distinct
 # 8 rows of the 1296 training characters hold 10 chunks of 16: the stream wraps at step 10.
 TINY = {"hidden": 16, "length": 16, "batch_size": 8, "learning_rate": 3e-2, "steps": 12, "eval_every": 3,
         "log_every": 1}
-TASK = _tasks.TASKS["charlm"]
+TASK = TASKS["charlm"]
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +48,7 @@ def _config(text_file, **overrides):
 def _run(out_dir, text_file, **overrides):
     messages = []
     with jax.numpy_dtype_promotion("standard"):
-        summary = _trainer.run(TASK, {**TINY, "text": text_file, **overrides}, out_dir, progress=False,
+        summary = trainer.run(TASK, {**TINY, "text": text_file, **overrides}, out_dir, progress=False,
                                log=messages.append)
     return summary, messages
 
@@ -63,7 +67,7 @@ def test_loss_is_finite_and_falls_in_30_steps(text_file):
     assert not bool(setup.train_batch(1)["reset"]) and bool(setup.train_batch(10)["reset"])
     assert np.array_equal(setup.train_batch(13)["tokens"], setup.train_batch(3)["tokens"])
     optimizer = train.default_optimizer(3e-2)
-    step = _trainer._make_step(setup, optimizer)
+    step = trainer.make_step(setup, optimizer)
     state = train.init_state(setup.init_params(jax.random.key(0)), optimizer, jax.random.key(1))
     carry, losses = setup.initial_carry, []
     for i in range(30):
@@ -78,7 +82,7 @@ def test_bpc_over_whole_rows_equals_chunks_with_the_carry(text_file):
     params = setup.init_params(jax.random.key(0))
     [batch] = setup.eval_batches
     bpc = float(setup.eval_fn(params, batch)["bpc"])
-    model, head, _ = _tasks.charlm_model(_config(text_file), 11)
+    model, head, _ = charlm.charlm_model(_config(text_file), 11)
     chunks = train.stream_chunks(batch["tokens"], batch["tokens"].shape[0], 1)
     carry, total = None, 0.0
     for chunk in chunks:
@@ -107,7 +111,7 @@ def test_resume_with_the_carry_is_exact(tmp_path, text_file, trained):
     whole_dir, whole = trained
 
     def interrupt(config):
-        setup = _tasks.TASKS["charlm"].build(config)
+        setup = TASKS["charlm"].build(config)
 
         def train_batch(step):
             if step == 6:
@@ -118,11 +122,11 @@ def test_resume_with_the_carry_is_exact(tmp_path, text_file, trained):
 
     with pytest.raises(KeyboardInterrupt):
         with jax.numpy_dtype_promotion("standard"):
-            _trainer.run(TASK._replace(build=interrupt), {**TINY, "text": text_file}, tmp_path, progress=False,
+            trainer.run(TASK._replace(build=interrupt), {**TINY, "text": text_file}, tmp_path, progress=False,
                          log=lambda _: None)
     config = json.loads((tmp_path / "config.json").read_text())
-    model, _, init_params = _tasks.charlm_model(config, 11)
-    template = _trainer.initial_loop(init_params, model.initial_state((8,)), config, train.default_optimizer(3e-2))
+    model, _, init_params = charlm.charlm_model(config, 11)
+    template = trainer.initial_loop(init_params, charlm.initial_carry(model, 8), config, train.default_optimizer(3e-2))
     saved, _, _ = _checkpoint.restore(tmp_path / "checkpoints", template)
     assert any(np.any(np.asarray(leaf) != 0) for leaf in jax.tree_util.tree_leaves(saved.carry))
 
@@ -140,26 +144,26 @@ def test_resume_with_the_carry_is_exact(tmp_path, text_file, trained):
 
 def test_generate_is_deterministic_for_a_seed_and_uses_only_the_vocabulary(trained):
     out, summary = trained
-    prompt, first = _trainer.generate(out, "the c", length=50, temperature=1.0, seed=3)
-    assert (prompt, first) == _trainer.generate(out, "the c", length=50, temperature=1.0, seed=3)
-    assert first != _trainer.generate(out, "the c", length=50, temperature=1.0, seed=4)[1]
+    prompt, first = generate.generate(out, "the c", length=50, temperature=1.0, seed=3)
+    assert (prompt, first) == generate.generate(out, "the c", length=50, temperature=1.0, seed=3)
+    assert first != generate.generate(out, "the c", length=50, temperature=1.0, seed=4)[1]
     assert len(first) == 50 and set(first) <= set(TEXT)
-    assert _trainer.generate(out)[0] == summary["report"]["prompt"]
+    assert generate.generate(out)[0] == summary["report"]["prompt"]
 
 
 def test_main_generate_prints_the_prompt_and_its_continuation(trained, capsys):
     out, _ = trained
     parser = argparse.ArgumentParser()
-    _trainer.add_generate_arguments(parser)
+    generate.add_arguments(parser)
     printed = io.StringIO()
     args = parser.parse_args(["--out", str(out), "--prompt", "the ", "--length", "20", "--seed", "1"])
-    assert _trainer.main_generate(args, out=printed) == 0
-    assert printed.getvalue() == "the " + _trainer.generate(out, "the ", length=20, seed=1)[1] + "\n"
+    assert generate.main(args, out=printed) == 0
+    assert printed.getvalue() == "the " + generate.generate(out, "the ", length=20, seed=1)[1] + "\n"
 
 
 def test_train_accepts_text(text_file):
     parser = argparse.ArgumentParser()
-    _trainer.add_train_arguments(parser)
+    cli.add_train_arguments(parser)
     assert parser.parse_args(["--task", "charlm", "--text", text_file]).text == text_file
 
 
@@ -172,7 +176,7 @@ def test_train_accepts_text(text_file):
                        "(`jaxrnn train --task charlm --out DIR`)."),
         ("trained", {"temperature": 0.0}, "--temperature must be a positive number, got 0.0."),
         ("trained", {"temperature": -1.0}, "--temperature must be a positive number, got -1.0."),
-        ("trained", {"length": 0}, "--length must be an integer >= 1, got 0."),
+        ("trained", {"length": 0}, "--length must be a positive int, got 0."),
         ("trained", {"prompt": ""}, "--prompt must not be empty."),
         ("trained", {"prompt": "The Dog"}, "--prompt has 3 characters outside the run's vocabulary: 'D', 'T', "
                                            "'g'; the run knows ' .acehmnost'."),
@@ -183,24 +187,24 @@ def test_generate_errors(where, options, message, trained, tmp_path, capsys):
     if where == "adding":
         (tmp_path / "config.json").write_text(json.dumps({"task": "adding"}))
     args = argparse.Namespace(**{"out": out, "prompt": None, "length": 10, "temperature": 0.8, "seed": 0, **options})
-    assert _trainer.main_generate(args) == 2
+    assert generate.main(args) == 2
     assert capsys.readouterr().err == f"jaxrnn generate: error: {message.format(out=out)}\n"
 
 
 def test_generate_before_the_first_checkpoint(tmp_path, trained):
     for name in ("config.json", "vocab.json"):
         (tmp_path / name).write_text((trained[0] / name).read_text())
-    with pytest.raises(_trainer.RunError, match=f"^--out {tmp_path} holds no checkpoint yet; train the run first.$"):
-        _trainer.generate(tmp_path)
+    with pytest.raises(RunError, match=f"^--out {tmp_path} holds no checkpoint yet; train the run first.$"):
+        generate.generate(tmp_path)
     (tmp_path / "vocab.json").unlink()
-    with pytest.raises(_trainer.RunError, match=f"^--out {tmp_path} has no readable vocab.json"):
-        _trainer.generate(tmp_path)
+    with pytest.raises(RunError, match=f"^--out {tmp_path} has no readable vocab.json"):
+        generate.generate(tmp_path)
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"length": 0}, "--length must be at least 1, got 0"),
+        ({"length": 0}, "--length must be a positive int, got 0."),
         ({"batch_size": 100}, "--text {text} has 1440 characters; its training 90% (1296) cut into --batch-size 100 "
                               "rows is shorter than one chunk of --length 16 + 1; use a longer text, a smaller "
                               "--batch-size or a shorter --length"),

@@ -1,4 +1,4 @@
-"""The CSV tasks (jaxrnn._csv_tasks): a user's series and labelled texts build, train,
+"""The CSV tasks (jaxrnn._app.tasks.series and .text): a user's series and labelled texts build, train,
 evaluate and report; the text model reads each text up to its length; missing or bad
 files give messages that name the option or the line."""
 
@@ -9,7 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrnn import _csv_tasks, data, train
+from jaxrnn import data, train
+from jaxrnn._app.tasks import TASKS
+from jaxrnn._app.tasks import text as text_task
 
 TINY = {"hidden": 8, "layers": 1, "batch_size": 8, "learning_rate": 1e-2}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -36,11 +38,11 @@ def texts_csv(path, per_class=20):
 
 
 def series_config(path, **overrides):
-    return {**_csv_tasks.SERIES_TASK.defaults, **TINY, "window": 10, "data": str(path), **overrides}
+    return {**TASKS["series"].defaults, **TINY, "window": 10, "data": str(path), **overrides}
 
 
 def text_config(path, **overrides):
-    return {**_csv_tasks.TEXT_TASK.defaults, **TINY, "length": 20, "data": str(path), **overrides}
+    return {**TASKS["text"].defaults, **TINY, "length": 20, "data": str(path), **overrides}
 
 
 def train_steps(setup, steps):
@@ -56,7 +58,7 @@ def train_steps(setup, steps):
     return state, losses
 
 
-@pytest.mark.parametrize("task", [_csv_tasks.SERIES_TASK, _csv_tasks.TEXT_TASK])
+@pytest.mark.parametrize("task", [TASKS["series"], TASKS["text"]])
 def test_task_declares_its_interface(task):
     assert task.name in ("series", "text") and "\n" not in task.summary
     assert task.defaults["data"] is None and task.monitor[1] in train.MODES
@@ -65,7 +67,7 @@ def test_task_declares_its_interface(task):
 
 
 def test_series_trains_evaluates_and_reports(tmp_path):
-    setup = _csv_tasks.SERIES_TASK.build(series_config(sine_csv(tmp_path / "sine.csv")))
+    setup = TASKS["series"].build(series_config(sine_csv(tmp_path / "sine.csv")))
     batch = setup.train_batch(0)
     assert batch["xs"].shape == (8, 10, 1) and batch["xs"].dtype == np.float32 and batch["targets"].shape == (8,)
     state, losses = train_steps(setup, 40)
@@ -83,13 +85,13 @@ def test_series_trains_evaluates_and_reports(tmp_path):
 def test_series_picks_a_column(tmp_path):
     path = tmp_path / "two.csv"
     path.write_text("day,flow\n" + "".join(f"{i},{(i * 7) % 11}\n" for i in range(60)))
-    setup = _csv_tasks.SERIES_TASK.build(series_config(path, column="flow", window=3))
+    setup = TASKS["series"].build(series_config(path, column="flow", window=3))
     scaled = setup.eval_batches[0]["xs"]
     assert scaled.shape[1:] == (3, 1) and abs(float(scaled.mean())) < 1  # standardised flow, not the day
 
 
 def test_text_trains_evaluates_and_reports(tmp_path):
-    setup = _csv_tasks.TEXT_TASK.build(text_config(texts_csv(tmp_path / "texts.csv")))
+    setup = TASKS["text"].build(text_config(texts_csv(tmp_path / "texts.csv")))
     batch = setup.train_batch(0)
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
         "ids": ((8, 12), np.int32), "lengths": ((8,), np.int32), "labels": ((8,), np.int32)}
@@ -112,15 +114,15 @@ def test_text_trains_evaluates_and_reports(tmp_path):
 
 def test_text_length_caps_and_batches_are_deterministic(tmp_path):
     path = texts_csv(tmp_path / "texts.csv")
-    capped = _csv_tasks.TEXT_TASK.build(text_config(path, length=5))
+    capped = TASKS["text"].build(text_config(path, length=5))
     assert capped.train_batch(0)["ids"].shape == (8, 5) and capped.train_batch(0)["lengths"].max() == 5
-    first, again, other = (_csv_tasks.TEXT_TASK.build(text_config(path, seed=s)) for s in (0, 0, 1))
+    first, again, other = (TASKS["text"].build(text_config(path, seed=s)) for s in (0, 0, 1))
     assert all(np.array_equal(a, b) for a, b in zip(first.train_batch(3).values(), again.train_batch(3).values()))
     assert not np.array_equal(first.eval_batches[0]["ids"], other.eval_batches[0]["ids"])
 
 
 def test_text_padding_changes_no_logits(tmp_path):
-    setup = _csv_tasks.TEXT_TASK.build(text_config(texts_csv(tmp_path / "texts.csv")))
+    setup = TASKS["text"].build(text_config(texts_csv(tmp_path / "texts.csv")))
     params = setup.init_params(jax.random.PRNGKey(0))
     batch = setup.train_batch(0)
     short, long = np.argmin(batch["lengths"]), np.argmax(batch["lengths"])
@@ -138,7 +140,7 @@ def test_text_padding_changes_no_logits(tmp_path):
 
 
 def test_text_encoding_pads_cuts_and_maps_unseen_characters_to_one_id():
-    ids, lengths = _csv_tasks._encode(data.CharVocab.from_text("ab"), ["abzy", "b", "ba"], length=3)
+    ids, lengths = text_task.encode(data.CharVocab.from_text("ab"), ["abzy", "b", "ba"], length=3)
     assert ids.tolist() == [[0, 1, 2], [1, -1, -1], [1, 0, -1]] and lengths.tolist() == [3, 1, 2]
 
 
@@ -146,7 +148,7 @@ def test_text_encoding_pads_cuts_and_maps_unseen_characters_to_one_id():
 def test_data_is_required(task, tmp_path):
     config = series_config(None) if task == "series" else text_config(None)
     with pytest.raises(ValueError, match=f"^--data FILE is required for the {task} task$"):
-        getattr(_csv_tasks, f"{task.upper()}_TASK").build({**config, "data": None})
+        TASKS[task].build({**config, "data": None})
 
 
 @pytest.mark.parametrize(
@@ -159,7 +161,7 @@ def test_data_is_required(task, tmp_path):
         ("text", "pos,aaa\nneg\n", {}, r"bad.csv: line 2: 1 fields, expected 2 \(label,text\)"),
         ("text", "pos,aaa\npos,ab\n", {}, r"bad.csv: every row has the label 'pos'; a classifier needs at least two"),
         ("text", "pos,aaa\nneg,bbb\n", {}, r"bad.csv: 2 labelled texts are too few to split 80/10/10"),
-        ("text", "pos,aaa\n" * 5 + "neg,b\n" * 5, {"length": 0}, r"^--length must be at least 1, got 0$"),
+        ("text", "pos,aaa\n" * 5 + "neg,b\n" * 5, {"length": 0}, r"^--length must be a positive int, got 0\.$"),
     ],
 )
 def test_bad_files_and_options(task, text, overrides, message, tmp_path):
@@ -167,9 +169,9 @@ def test_bad_files_and_options(task, text, overrides, message, tmp_path):
     path.write_text(text)
     config = series_config(path, **overrides) if task == "series" else text_config(path, **overrides)
     with pytest.raises(ValueError, match=message):
-        getattr(_csv_tasks, f"{task.upper()}_TASK").build(config)
+        TASKS[task].build(config)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(ValueError, match="nothing.csv: no such file$"):
-        _csv_tasks.TEXT_TASK.build(text_config(tmp_path / "nothing.csv"))
+        TASKS["text"].build(text_config(tmp_path / "nothing.csv"))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, "-m", "jaxrnn", "train", "--task", "adding", "--cell", "elman", "--hidden", "8",
+TRAIN = [sys.executable, "-m", "jaxrnn", "train", "--task", "adding", "--cell", "elman_tanh", "--hidden", "8",
          "--length", "5", "--batch-size", "16", "--steps", "6", "--eval-every", "3"]
 TIMEOUT = 240
 

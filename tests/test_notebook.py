@@ -26,7 +26,7 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("JAXRNN_SOURCE", ROOT.as_uri())
     monkeypatch.setenv("JAXRNN_PIP_OPTIONS", "--dry-run")
-    monkeypatch.setenv("JAXRNN_BENCH_ARGS", "--quick --cells elman --shapes 2x16x8 --sweep 2x8:8,16 "
+    monkeypatch.setenv("JAXRNN_BENCH_ARGS", "--quick --cells elman_tanh --shapes 2x16x8 --sweep 2x8:8,16 "
                                             "--impls jaxrnn-bptt --repeats 1")
     monkeypatch.setenv("JAXRNN_STEPS", "10")
     monkeypatch.setenv("JAXRNN_TRAIN_ARGS", "--length 10 --hidden 8 --eval-every 5")
@@ -40,7 +40,7 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     assert re.search(r"backend: cpu\n  0: cpu \(cpu\), process 0", outputs)
     bench = json.loads((tmp_path / "bench-cpu" / "bench.json").read_text())
     assert {(r["impl"], r["status"]) for r in bench["rows"]} == {("jaxrnn-autodiff", "ok"), ("jaxrnn-bptt", "ok")}
-    assert (tmp_path / "bench-cpu" / "sweep_elman.png").exists()
+    assert (tmp_path / "bench-cpu" / "sweep_elman_tanh.png").exists()
     summary = json.loads((tmp_path / "runs" / "adding-lstm" / "summary.json").read_text())
     assert summary["status"] == "done" and summary["steps"] == 10
     assert "done after 10 steps" in outputs and "predicting the mean: 0.1667" in outputs

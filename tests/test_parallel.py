@@ -1,4 +1,4 @@
-"""Data parallelism (jaxrnn._parallel): the mesh, the placement of batches and
+"""Data parallelism (jaxrnn.train._parallel): the mesh, the placement of batches and
 state, the train / eval / stream steps with ``mesh=``, ``jaxrnn train --devices``
 and ``jaxrnn bench --devices``.
 
@@ -18,7 +18,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrnn import _parallel, train
+from jaxrnn import train
+from jaxrnn.train import _parallel
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEVICES = 8
@@ -32,7 +33,9 @@ def _case_steps(out_dir):
     import jax.numpy as jnp
 
     import jaxrnn as jr
-    from jaxrnn import _tasks, _trainer, data
+    from jaxrnn import data
+    from jaxrnn._app import trainer
+    from jaxrnn._app.tasks import TASKS
 
     mesh = train.make_mesh(DEVICES)
     model, head = jr.RNN(input_size=2, hidden_size=8), jr.readout(1)
@@ -113,11 +116,11 @@ def _case_steps(out_dir):
 
     # The training loop's step for a task that carries state between batches (charlm):
     # the carry rides with the batch, so it is split over the devices row by row.
-    task = _tasks.TASKS["charlm"]
-    setup = task.build({**task.defaults, "cell": "elman", "hidden": 8, "length": 8, "batch_size": 8})
+    task = TASKS["charlm"]
+    setup = task.build({**task.defaults, "cell": "elman_tanh", "hidden": 8, "length": 8, "batch_size": 8})
     for name, step_mesh in (("one", None), ("mesh", mesh)):
         state = train.init_state(setup.init_params(jax.random.key(6)), optimizer, jax.random.key(7))
-        step, carry, losses = _trainer._make_step(setup, optimizer, mesh=step_mesh), setup.initial_carry, []
+        step, carry, losses = trainer.make_step(setup, optimizer, mesh=step_mesh), setup.initial_carry, []
         for i in range(3):
             state, carry, metrics = step(state, carry, setup.train_batch(i))
             losses.append(float(metrics["loss"]))
@@ -130,7 +133,7 @@ def _train(argv):
     import contextlib
     import io
 
-    from jaxrnn.__main__ import main
+    from jaxrnn._app.cli import main
 
     text = io.StringIO()
     with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
@@ -143,7 +146,7 @@ def _losses(run_dir):
     return [(r["step"], r.get("loss", r.get("mse"))) for r in map(json.loads, lines)]
 
 
-TRAIN = ["train", "--task", "adding", "--cell", "elman", "--hidden", "8", "--length", "5", "--batch-size", "16",
+TRAIN = ["train", "--task", "adding", "--cell", "elman_tanh", "--hidden", "8", "--length", "5", "--batch-size", "16",
          "--steps", "6", "--eval-every", "3"]
 
 
@@ -170,7 +173,7 @@ def _case_cli(out_dir):
 def _case_bench(out_dir):
     """jaxrnn bench --devices 4 on a tiny shape."""
     out = pathlib.Path(out_dir) / "scaling"
-    code, text = _train(["bench", "--devices", "4", "--cells", "elman", "--shapes", "2x8x8", "--repeats", "1",
+    code, text = _train(["bench", "--devices", "4", "--cells", "elman_tanh", "--shapes", "2x8x8", "--repeats", "1",
                          "--out", str(out)])
     return {"code": code, "text": text, "files": sorted(p.name for p in out.iterdir()),
             "result": json.loads((out / "scaling.json").read_text())}
@@ -290,7 +293,7 @@ def test_train_command_on_eight_devices_matches_one_and_resumes_on_any_count(tmp
 def test_bench_devices_reports_scaling_over_device_counts(tmp_path):
     result = run_case("bench", tmp_path)
     assert result["code"] == 0, result["text"][-2000:]
-    assert result["files"] == ["scaling.json", "scaling.md", "scaling_elman.png"]
+    assert result["files"] == ["scaling.json", "scaling.md", "scaling_elman_tanh.png"]
     scaling = result["result"]
     assert scaling["counts"] == [1, 2, 4]
     rows = {(r["series"], r["devices"]): r for r in scaling["rows"]}
@@ -340,8 +343,8 @@ def test_a_one_device_mesh_traces_the_step_inside_the_mesh_context():
     "devices, message",
     [
         (2, "devices 2 asks for more devices than this process has: 1 (cpu); use devices 1 or fewer, or 'all'."),
-        (0, "devices must be a positive int or 'all', got 0."),
-        ("some", "devices must be a positive int or 'all', got 'some'."),
+        (0, "devices (or 'all') must be a positive int, got 0."),
+        ("some", "devices (or 'all') must be a positive int, got 'some'."),
     ],
 )
 def test_make_mesh_errors(devices, message):
@@ -352,7 +355,7 @@ def test_make_mesh_errors(devices, message):
 
 @pytest.mark.parametrize("text", ["0", "-2", "many"])
 def test_devices_option_refuses_what_is_not_a_count(text, capsys):
-    from jaxrnn.__main__ import main
+    from jaxrnn._app.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--devices", text])
@@ -373,7 +376,7 @@ def test_devices_option_refuses_what_is_not_a_count(text, capsys):
     ],
 )
 def test_train_command_parallel_usage_errors(tmp_path, monkeypatch, capsys, argv, environ, message):
-    from jaxrnn.__main__ import main
+    from jaxrnn._app.cli import main
 
     for name in _parallel.DISTRIBUTED_ENV.values():
         monkeypatch.delenv(name, raising=False)

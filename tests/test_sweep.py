@@ -1,4 +1,4 @@
-"""jaxrnn._sweep: ``jaxrnn sweep`` (one run per hidden size) and ``jaxrnn compare`` (one run
+"""jaxrnn._app.sweep: ``jaxrnn sweep`` (one run per hidden size) and ``jaxrnn compare`` (one run
 per cell), on a tiny two-layer linear task so most tests do not depend on the real ones,
 and once on the real adding problem at a toy size."""
 
@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrnn import _sweep
-from jaxrnn import _tasks
 from jaxrnn import train
-from jaxrnn._tasks import Setup, Task
+from jaxrnn._app import cells, plotting
+from jaxrnn._app import sweep as _sweep
+from jaxrnn._app.options import RunError
+from jaxrnn._app.tasks import TASKS as REAL_TASKS
+from jaxrnn._app.tasks import Setup, Task
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +100,7 @@ def test_sweep_writes_one_row_per_size_and_resumes_without_retraining(tmp_path, 
 
 def test_a_sweep_folder_is_refused_to_another_config(tmp_path):
     _sweep.sweep(TASK, {}, [2], tmp_path, progress=False, log=[].append)
-    with pytest.raises(_sweep.RunError, match=r"holds another sweep \(learning_rate=0.05 \(now 0.1\)\)"):
+    with pytest.raises(RunError, match=r"holds another sweep \(learning_rate=0.05 \(now 0.1\)\)"):
         _sweep.sweep(TASK, {"learning_rate": 0.1}, [2], tmp_path, progress=False, log=[].append)
     # More sizes with the same config extend the sweep.
     assert [r["hidden"] for r in _sweep.sweep(TASK, {}, [2, 3], tmp_path, progress=False, log=[].append)["runs"]] == [2, 3]
@@ -120,11 +122,18 @@ def test_bad_size_lists_name_the_item(text, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_bad_cells_name_the_item(capsys):
-    assert _sweep.parse_cells("lstm, elman") == ["lstm", "elman"]
+@pytest.mark.parametrize("text, message", [
+    ("lstm,rnn", "unknown cell 'rnn' in 'lstm,rnn'; choose from lstm, gru, elman_tanh, elman_relu, layer_norm_lstm"),
+    ("lstm,elman", "unknown cell 'elman' in 'lstm,elman'; choose from lstm, gru, elman_tanh, elman_relu, "
+                   "layer_norm_lstm"),
+    ("gru,gru", "cell 'gru' appears twice in 'gru,gru'"),
+    (" ", "expected a comma-separated list of cells (lstm, gru, elman_tanh, elman_relu, layer_norm_lstm)"),
+])
+def test_bad_cells_name_the_item(capsys, text, message):
+    assert cells.parse_cells("lstm, elman_tanh") == ["lstm", "elman_tanh"]
     with pytest.raises(SystemExit):
-        _args(_sweep.add_compare_arguments, ["--cells", "lstm,rnn"])
-    assert "unknown cell 'rnn' in 'lstm,rnn'; choose from lstm, gru, elman" in capsys.readouterr().err
+        _args(_sweep.add_compare_arguments, ["--cells", text])
+    assert message in capsys.readouterr().err
 
 
 def test_main_sweep_errors(tmp_path, capsys):
@@ -134,7 +143,7 @@ def test_main_sweep_errors(tmp_path, capsys):
 
     args = _args(_sweep.add_sweep_arguments, ["--task", "linear", "--hidden", "2", "--steps", "0", "--out", str(tmp_path)])
     assert _sweep.main_sweep(args, TASKS) == 2
-    assert "--steps must be at least 1, got 0" in capsys.readouterr().err
+    assert "--steps must be a positive int, got 0." in capsys.readouterr().err
 
     args = _args(_sweep.add_sweep_arguments, ["--task", "linear", "--hidden", "2", "--steps", "2", "--out", str(tmp_path)])
     assert _sweep.main_sweep(args, TASKS, log=[].append) == 0
@@ -145,15 +154,15 @@ def test_main_sweep_errors(tmp_path, capsys):
 
 def test_compare_draws_one_line_per_cell_on_the_adding_problem(tmp_path, monkeypatch):
     closed = []  # the figures drawn, the last one compare.png
-    monkeypatch.setattr(_tasks.pyplot(), "close", closed.append)
-    args = _args(_sweep.add_compare_arguments, ["--task", "adding", "--cells", "lstm,elman", "--hidden", "8",
+    monkeypatch.setattr(plotting.pyplot(), "close", closed.append)
+    args = _args(_sweep.add_compare_arguments, ["--task", "adding", "--cells", "lstm,elman_tanh", "--hidden", "8",
                                                 "--length", "10", "--steps", "20", "--eval-every", "10",
                                                 "--batch-size", "16", "--out", str(tmp_path)])
-    assert _sweep.main_compare(args, _tasks.TASKS, log=[].append) == 0
+    assert _sweep.main_compare(args, REAL_TASKS, log=[].append) == 0
 
     result = json.loads((tmp_path / "compare.json").read_text())
     assert result["varied"] == "cell" and result["config"]["length"] == 10 and "cell" not in result["config"]
-    assert [r["cell"] for r in result["runs"]] == ["lstm", "elman"]
+    assert [r["cell"] for r in result["runs"]] == ["lstm", "elman_tanh"]
     for run in result["runs"]:
         assert run["best"]["metric"] == "mse" and run["best"]["step"] in (10, 20)
         assert set(run["report"]) == {"test_mse", "baseline_mse"}
@@ -161,5 +170,5 @@ def test_compare_draws_one_line_per_cell_on_the_adding_problem(tmp_path, monkeyp
     assert (tmp_path / "compare.png").stat().st_size > 0 and (tmp_path / "lstm" / "curves.png").exists()
 
     [axes] = closed[-1].axes
-    assert [line.get_label() for line in axes.lines] == ["lstm", "elman", "baseline mse 0.167"]
+    assert [line.get_label() for line in axes.lines] == ["lstm", "elman_tanh", "baseline mse 0.167"]
     assert [list(line.get_xdata()) for line in axes.lines[:2]] == [[10, 20], [10, 20]]

@@ -1,15 +1,18 @@
-"""The built-in training tasks (jaxrnn._tasks): each task's pieces fit the training
+"""The built-in training tasks (jaxrnn._app.tasks): each task's pieces fit the training
 step, its metrics and report have the documented names, its batches are
-deterministic, and its options are checked."""
+deterministic, and its options are checked; the cells they accept are the core's."""
 
 import json
 import math
+import re
 
 import jax
 import numpy as np
 import pytest
 
-from jaxrnn import _tasks, data, train
+from jaxrnn import data, train
+from jaxrnn._app import cells
+from jaxrnn._app.tasks import TASKS
 
 TINY = {"hidden": 8, "layers": 1, "steps": 3, "batch_size": 4, "eval_every": 1}
 # Task options that keep each tiny run short.
@@ -28,22 +31,32 @@ REPORT_KEYS = {
 
 
 def tiny(name, **overrides):
-    return {**_tasks.TASKS[name].defaults, **TINY, **TINY_TASK[name], **overrides}
+    return {**TASKS[name].defaults, **TINY, **TINY_TASK[name], **overrides}
 
 
 def test_registry():
-    assert list(_tasks.TASKS) == [*INDEPENDENT, "charlm", "series", "text"]
-    for name, task in _tasks.TASKS.items():
+    assert list(TASKS) == [*INDEPENDENT, "charlm", "series", "text"]
+    for name, task in TASKS.items():
         assert task.name == name and task.summary and "\n" not in task.summary
         assert task.monitor[0] in EVAL_METRICS[name] and task.monitor[1] in train.MODES
         assert {"cell", "hidden", "layers", "steps", "batch_size", "learning_rate", "seed", "eval_every"} <= set(
             task.defaults)
-        assert task.defaults["cell"] in _tasks.CELLS
+        assert task.defaults["cell"] in cells.CELLS
+
+
+@pytest.mark.parametrize("name", list(cells.CELLS))
+def test_every_cell_is_named_as_the_core_names_it_and_trains_a_task(name):
+    assert cells.CELLS[name](4).name == name
+    setup = TASKS["adding"].build(tiny("adding", cell=name, layers=2))
+    params = setup.init_params(jax.random.PRNGKey(0))
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(params)} == {np.dtype(np.float32)}  # also with x64 on
+    loss, _ = jax.eval_shape(setup.loss_fn, params, setup.train_batch(0), jax.random.PRNGKey(1))
+    assert loss.shape == () and loss.dtype == np.float32
 
 
 @pytest.mark.parametrize("name", INDEPENDENT)
 def test_task_trains_evaluates_and_reports(name, tmp_path):
-    task = _tasks.TASKS[name]
+    task = TASKS[name]
     setup = task.build(tiny(name))
     batch = setup.train_batch(0)
     sizes = {v.shape[0] for v in batch.values()}
@@ -74,7 +87,7 @@ def test_task_trains_evaluates_and_reports(name, tmp_path):
 
 @pytest.mark.parametrize("name", INDEPENDENT)
 def test_train_batch_depends_on_seed_and_step_only(name):
-    first, again, other_seed = (_tasks.TASKS[name].build(tiny(name, seed=s)) for s in (0, 0, 1))
+    first, again, other_seed = (TASKS[name].build(tiny(name, seed=s)) for s in (0, 0, 1))
     same = [np.array_equal(a, b) for a, b in zip(first.train_batch(5).values(), again.train_batch(5).values())]
     assert all(same)
     assert not np.array_equal(first.train_batch(5)["xs"], first.train_batch(6)["xs"])
@@ -83,12 +96,12 @@ def test_train_batch_depends_on_seed_and_step_only(name):
 
 @pytest.mark.parametrize("name", ["adding", "copy"])
 def test_validation_batches_are_not_training_batches(name):
-    setup = _tasks.TASKS[name].build(tiny(name, batch_size=256))
+    setup = TASKS[name].build(tiny(name, batch_size=256))
     assert not any(np.array_equal(setup.train_batch(i)["xs"], setup.eval_batches[0]["xs"]) for i in range(3))
 
 
 def test_digits_report_scores(tmp_path):
-    setup = _tasks.TASKS["digits"].build(tiny("digits"))
+    setup = TASKS["digits"].build(tiny("digits"))
     report = setup.report(setup.init_params(jax.random.PRNGKey(0)), str(tmp_path))
     confusion = np.array(report["confusion_matrix"])
     assert confusion.shape == (10, 10) and confusion.sum() == len(data.digits().test.labels)
@@ -98,32 +111,33 @@ def test_digits_report_scores(tmp_path):
 @pytest.mark.parametrize(
     "name, overrides, message",
     [
-        ("adding", {"length": 1}, "--length must be at least 2, got 1"),
-        ("adding", {"length": 2.5}, "--length must be an integer, got 2.5"),
-        ("adding", {"cell": "rnn"}, "--cell must be one of lstm, gru, elman, got 'rnn'"),
-        ("adding", {"hidden": 0}, "--hidden must be at least 1, got 0"),
-        ("adding", {"layers": 0}, "--layers must be at least 1, got 0"),
-        ("adding", {"batch_size": 0}, "--batch-size must be at least 1, got 0"),
-        ("adding", {"seed": -1}, "--seed must be at least 0, got -1"),
-        ("copy", {"length": 0}, "--length must be at least 1, got 0"),
-        ("copy", {"delay": 0}, "--delay must be at least 1, got 0"),
-        ("copy", {"num_symbols": True}, "--num-symbols must be an integer, got True"),
-        ("sunspots", {"window": 0}, "--window must be at least 1, got 0"),
-        ("digits", {"cell": "LSTM"}, "--cell must be one of lstm, gru, elman, got 'LSTM'"),
+        ("adding", {"length": 1}, "--length must be an int >= 2, got 1."),
+        ("adding", {"length": 2.5}, "--length must be an int >= 2, got 2.5."),
+        ("adding", {"cell": "rnn"}, "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'rnn'"),
+        ("adding", {"cell": "elman"}, "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'elman'"),
+        ("adding", {"hidden": 0}, "--hidden must be a positive int, got 0."),
+        ("adding", {"layers": 0}, "--layers must be a positive int, got 0."),
+        ("adding", {"batch_size": 0}, "--batch-size must be a positive int, got 0."),
+        ("adding", {"seed": -1}, "--seed must be an int >= 0, got -1."),
+        ("copy", {"length": 0}, "--length must be a positive int, got 0."),
+        ("copy", {"delay": 0}, "--delay must be a positive int, got 0."),
+        ("copy", {"num_symbols": True}, "--num-symbols must be a positive int, got True."),
+        ("sunspots", {"window": 0}, "--window must be a positive int, got 0."),
+        ("digits", {"cell": "LSTM"}, "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'LSTM'"),
     ],
 )
 def test_bad_options(name, overrides, message):
-    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$"):
-        _tasks.TASKS[name].build(tiny(name, **overrides))
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        TASKS[name].build(tiny(name, **overrides))
 
 
 def test_sunspots_window_too_long():
     with pytest.raises(ValueError, match="^--window 250 is too long .* leaves the train split"):
-        _tasks.TASKS["sunspots"].build(tiny("sunspots", window=250))
+        TASKS["sunspots"].build(tiny("sunspots", window=250))
 
 
 def test_adding_defaults_beat_the_baseline_quickly():
-    task = _tasks.TASKS["adding"]
+    task = TASKS["adding"]
     config = {**task.defaults, "length": 50}
     setup = task.build(config)
     optimizer = train.default_optimizer(config["learning_rate"])

@@ -1,10 +1,12 @@
-"""jaxrnn._trainer: the training loop (exact resume, non-finite stop, early stopping,
-the run folder's files) and the ``jaxrnn train`` / ``jaxrnn tasks`` helpers, on a
-tiny linear-regression task so the tests do not depend on the real tasks."""
+"""jaxrnn._app.trainer: the training loop (exact resume, non-finite stop, early stopping,
+the run folder's files), and the ``jaxrnn train`` / ``jaxrnn tasks`` commands
+(jaxrnn._app.cli) with what they need installed, on a tiny linear-regression task so
+the tests do not depend on the real tasks."""
 
 import argparse
 import io
 import json
+import sys
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -12,11 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrnn import _checkpoint
-from jaxrnn import _trainer
 from jaxrnn import train
+from jaxrnn._app import cli, trainer
+from jaxrnn._app.options import RunError
+from jaxrnn.train import _checkpoint
 
-class Task(NamedTuple):  # as docs/training-design.md; the real tasks are jaxrnn._tasks
+
+class Task(NamedTuple):  # as docs/training-design.md; the real tasks are jaxrnn._app.tasks
     name: str
     summary: str
     defaults: dict
@@ -91,7 +95,7 @@ def _records(out_dir, split):
 
 def _run(task, out_dir, **config):
     messages = []
-    summary = _trainer.run(task, {"log_every": 1, **config}, out_dir, progress=False, log=messages.append)
+    summary = trainer.run(task, {"log_every": 1, **config}, out_dir, progress=False, log=messages.append)
     return summary, messages
 
 
@@ -161,7 +165,7 @@ def test_early_stopping_after_patience_evaluations(tmp_path):
 
 def test_a_folder_with_another_run_is_refused(tmp_path):
     _run(_task(), tmp_path, steps=3)
-    with pytest.raises(_trainer.RunError, match=r"--out .* holds another run \(task 'linear', .*learning_rate=0.05.*; "
+    with pytest.raises(RunError, match=r"--out .* holds another run \(task 'linear', .*learning_rate=0.05.*; "
                                                 r"choose another --out or delete it"):
         _run(_task(), tmp_path, steps=3, learning_rate=0.01)
 
@@ -185,7 +189,7 @@ def test_run_writes_config_metrics_curves_and_summary(tmp_path):
 
 
 def test_progress_bar(tmp_path, capsys):
-    _trainer.run(_task(), {"steps": 2}, tmp_path, progress=True, log=print)
+    trainer.run(_task(), {"steps": 2}, tmp_path, progress=True, log=print)
     err = capsys.readouterr().err
     assert "2/2" in err and "step" in err
     assert "evaluating" in err  # the validation pass has its own (transient) bar
@@ -196,8 +200,8 @@ def test_progress_bar(tmp_path, capsys):
 
 def _main(argv, tasks, capsys):
     parser = argparse.ArgumentParser(prog="jaxrnn train")
-    _trainer.add_train_arguments(parser)
-    code = _trainer.main_train(parser.parse_args(argv), tasks, log=lambda message: None)
+    cli.add_train_arguments(parser)
+    code = cli.main_train(parser.parse_args(argv), tasks, log=lambda message: None)
     return code, capsys.readouterr().err
 
 
@@ -225,8 +229,8 @@ def test_main_train_default_out_and_nonfinite_exit_code(tmp_path, capsys, monkey
     [
         (["--task", "nope"], "unknown task 'nope'; choose one of linear, other"),
         ([], "unknown task 'adding'; choose one of linear, other"),
-        (["--task", "linear", "--steps", "0"], "--steps must be at least 1, got 0"),
-        (["--task", "linear", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+        (["--task", "linear", "--steps", "0"], "--steps must be a positive int, got 0."),
+        (["--task", "linear", "--seed", "-1"], "--seed must be an int >= 0, got -1."),
         (["--task", "linear", "--config", "missing.json"], "--config missing.json: cannot read it"),
         (["--task", "linear", "--config", "{bad}"], "--config {bad}: not valid JSON"),
     ],
@@ -241,7 +245,28 @@ def test_main_train_usage_errors(tmp_path, capsys, monkeypatch, argv, message):
 
 def test_main_tasks_lists_names_summaries_and_defaults():
     out = io.StringIO()
-    assert _trainer.main_tasks({"linear": _task()}, out=out) == 0
+    assert cli.main_tasks({"linear": _task()}, out=out) == 0
     text = out.getvalue()
     assert text.startswith("linear: linear: a tiny linear regression\n")
     assert "steps=12" in text and "early stopping on validation mse (min)" in text
+
+
+def test_a_task_that_needs_an_extra_names_it(tmp_path):
+    def build(config):
+        raise ImportError("jaxrnn.data.sunspots needs statsmodels: pip install 'jaxrnn[tasks]'")
+
+    with pytest.raises(RunError, match=r"^jaxrnn.data.sunspots needs statsmodels: pip install 'jaxrnn\[tasks\]'$"):
+        _run(_task()._replace(build=build), tmp_path)
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "compare"])
+@pytest.mark.parametrize("hidden, named", [(["matplotlib"], "matplotlib"), (["tqdm"], "tqdm"),
+                                           (["matplotlib", "tqdm"], "matplotlib and tqdm")])
+def test_commands_name_the_extra_when_plots_or_bars_are_missing(tmp_path, capsys, monkeypatch, command, hidden,
+                                                                 named):
+    for name in hidden:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([command, "--task", "adding", "--steps", "1"]) == 2
+    assert capsys.readouterr().err == f"jaxrnn {command} needs {named}: pip install 'jaxrnn[tasks]'\n"
+    assert not (tmp_path / "runs").exists()  # nothing started

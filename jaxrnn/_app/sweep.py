@@ -9,7 +9,7 @@
   report. On the adding problem at T=100 it shows the vanishing gradient: an LSTM or
   GRU learns the task while an Elman network stays near the 1/6 baseline.
 
-Every run is a plain :func:`jaxrnn._trainer.run` in its own folder, so a study that
+Every run is a plain :func:`jaxrnn._app.trainer.run` in its own folder, so a study that
 is interrupted, or run again with the same options, resumes each run where it
 stopped and does not retrain the finished ones. The study's JSON is written after
 every run and records the shared config; a folder that holds a study with another
@@ -28,11 +28,14 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-from jaxrnn import _tasks, _trainer
-from jaxrnn._trainer import RunError
+from jaxrnn._app import options, plotting, trainer
+from jaxrnn._app import progress as bars  # the studies' argument is called progress
+from jaxrnn._app.cells import parse_cells
+from jaxrnn._app.options import RunError
+from jaxrnn._app.tasks import TASKS
 
 # The cells `jaxrnn compare` trains by default, in the order they are drawn.
-DEFAULT_CELLS = ("lstm", "gru", "elman")
+DEFAULT_CELLS = ("lstm", "gru", "elman_tanh")
 DEFAULT_HIDDEN = (32, 64, 128, 256)
 
 
@@ -54,21 +57,6 @@ def parse_sizes(text: str) -> list:
     return sizes
 
 
-def parse_cells(text: str, cells=None) -> list:
-    """``"lstm,elman"`` -> ``["lstm", "elman"]``; raises ValueError naming an unknown or repeated cell."""
-    if cells is None:
-        cells = list(_tasks.CELLS)
-    items = [t.strip() for t in text.split(",")]
-    if not any(items):
-        raise ValueError(f"expected a comma-separated list of cells ({', '.join(cells)}), got {text!r}")
-    for i, item in enumerate(items):
-        if item not in cells:
-            raise ValueError(f"unknown cell {item!r} in {text!r}; choose from {', '.join(cells)}")
-        if item in items[:i]:
-            raise ValueError(f"cell {item!r} appears twice in {text!r}")
-    return items
-
-
 # ------------------------------------------------------------------------------ runs
 
 
@@ -81,7 +69,7 @@ def _study(kind: str, task, overrides: dict, key: str, values: list, out_dir: pa
     """
     if key in overrides:
         raise RunError(f"--{key} is what {kind} varies; give the values as a list, not as a fixed option.")
-    base = _trainer.resolve_config(task, overrides)
+    base = trainer.resolve_config(task, overrides)
     # The shared config without the varied key, JSON-normalised so it compares with a saved one.
     shared = json.loads(json.dumps({k: v for k, v in base.items() if k != key}))
     metric, mode = task.monitor
@@ -90,24 +78,19 @@ def _study(kind: str, task, overrides: dict, key: str, values: list, out_dir: pa
     _claim(path, study, kind)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = None
-    if show:
-        from tqdm import tqdm
-
-        bar = tqdm(values, desc=f"{kind} {task.name}", unit="run", dynamic_ncols=True, file=sys.stderr)
+    bar = bars.bar(values, desc=f"{kind} {task.name}", unit="run") if bars.shown(progress) else None
     try:
         for i, value in enumerate(values):
             label = f"{key} {value}"
-            say = _prefixed(log, bar, f"[{label}] ")
+            say = bars.writer(log, bar, f"[{label}] ")
             if bar is None:
                 log(f"{kind} {task.name}: {label} ({i + 1}/{len(values)})")
             else:
                 bar.set_postfix_str(label)
             config = {**overrides, key: value}
-            summary = _trainer.run(task, config, out_dir / folder(value), progress=False, log=say)
-            study["runs"].append(_row(task, _trainer.resolve_config(task, config), key, value, summary))
-            path.write_text(json.dumps(study, indent=2, default=_trainer._jsonable) + "\n")
+            summary = trainer.run(task, config, out_dir / folder(value), progress=False, log=say)
+            study["runs"].append(_row(task, trainer.resolve_config(task, config), key, value, summary))
+            path.write_text(json.dumps(study, indent=2, default=trainer.jsonable) + "\n")
             if bar is not None:
                 bar.update(1)
     finally:
@@ -131,19 +114,6 @@ def _claim(path: pathlib.Path, study: dict, kind: str) -> None:
         raise RunError(f"--out {path.parent} holds another {kind} ({what}); choose another --out or delete it.")
 
 
-def _prefixed(log, bar, prefix: str) -> Callable[[str], None]:
-    """The inner run's messages, tagged with the run they come from and kept clear of the outer bar."""
-
-    def say(message: str) -> None:
-        if bar is None:
-            log(prefix + message)
-        else:
-            with bar.external_write_mode():
-                log(prefix + message)
-
-    return say
-
-
 def _row(task, config: dict, key: str, value, summary: dict) -> dict:
     """One run of a study: ``{key: value, "params", "status", "steps", "best", "report", "time_s", "ms_per_step", "out"}``.
 
@@ -152,7 +122,7 @@ def _row(task, config: dict, key: str, value, summary: dict) -> dict:
     whole time over the steps when fewer than three steps were logged.
     """
     out = pathlib.Path(summary["out"])
-    train_records = [r for r in _trainer._read_records(out / "metrics.jsonl") if r["split"] == "train"]
+    train_records = [r for r in trainer.read_records(out / "metrics.jsonl") if r["split"] == "train"]
     if len(train_records) >= 3:
         first, last = train_records[1], train_records[-1]
         ms_per_step = 1000 * (last["time_s"] - first["time_s"]) / (last["step"] - first["step"])
@@ -217,7 +187,7 @@ def sweep(task, config: dict, hidden_sizes: list, out_dir, *, progress: Optional
 
 
 def _plot_sweep(result: dict, path: pathlib.Path) -> None:
-    plt = _tasks.pyplot()
+    plt = plotting.pyplot()
     runs = sorted(result["runs"], key=lambda r: r["hidden"])
     sizes = [r["hidden"] for r in runs]
     metric = result["monitor"]["metric"]
@@ -234,8 +204,7 @@ def _plot_sweep(result: dict, path: pathlib.Path) -> None:
         axes.set_xlabel("hidden size")
         axes.grid(True, alpha=0.3)
     fig.suptitle(f"{result['task']}: {result['config'].get('cell', '')} hidden size sweep".replace(":  ", ": "))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plotting.save_figure(fig, path.parent, path.name)
 
 
 # -------------------------------------------------------------------------- compare
@@ -248,7 +217,7 @@ def compare(task, config: dict, cells: list, out_dir, *, progress: Optional[bool
     Args:
       task: a ``Task`` (see ``docs/training-design.md``).
       config: the user's values shared by every run; must not set ``cell``.
-      cells: the cells, e.g. ``["lstm", "gru", "elman"]`` (:func:`parse_cells`).
+      cells: the cells, e.g. ``["lstm", "gru", "elman_tanh"]`` (:func:`jaxrnn._app.cells.parse_cells`).
       out_dir: the comparison's folder, created if missing; one there with the same
         config is resumed, and its finished runs are not retrained.
       progress, log: as for :func:`sweep`.
@@ -274,12 +243,12 @@ def compare(task, config: dict, cells: list, out_dir, *, progress: Optional[bool
 
 
 def _plot_compare(result: dict, path: pathlib.Path) -> None:
-    plt = _tasks.pyplot()
+    plt = plotting.pyplot()
     metric, mode = result["monitor"]["metric"], result["monitor"]["mode"]
     fig, axes = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     values = []
     for run in result["runs"]:
-        records = _trainer._read_records(pathlib.Path(run["out"]) / "metrics.jsonl")
+        records = trainer.read_records(pathlib.Path(run["out"]) / "metrics.jsonl")
         points = [(r["step"], r[metric]) for r in records if r["split"] == "val" and metric in r]
         if points:
             axes.plot(*zip(*points), marker="." if len(points) < 50 else None, label=run["cell"])
@@ -297,8 +266,7 @@ def _plot_compare(result: dict, path: pathlib.Path) -> None:
     axes.legend()
     length = result["config"].get("length")
     axes.set_title(f"{result['task']}" + (f", T={length}" if length is not None else "") + ": cells compared")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plotting.save_figure(fig, path.parent, path.name)
 
 
 # --------------------------------------------------------------------------- output
@@ -331,11 +299,9 @@ def _scalar(value) -> bool:
 
 
 def _add_shared_arguments(parser: argparse.ArgumentParser, varied: str, kind: str) -> None:
-    parser.add_argument("--task", help=f"the task (see `jaxrnn tasks`; default {_trainer.DEFAULT_TASK})")
-    for name, type_ in _trainer._FLAGS.items():
-        if name != varied:
-            parser.add_argument("--" + name.replace("_", "-"), type=type_, default=None,
-                                help=f"{name.replace('_', ' ')} for every run (default: the task's)")
+    parser.add_argument("--task", help=f"the task (see `jaxrnn tasks`; default {options.DEFAULT_TASK})")
+    options.add_flag_arguments(parser, {key: f"{key.replace('_', ' ')} for every run (default: the task's)"
+                                        for key in options.FLAGS}, skip=(varied,))
     parser.add_argument("--out", type=pathlib.Path, default=None, metavar="DIR",
                         help=f"the {kind}'s folder (default runs/{kind}-TASK); running the same command again "
                              "resumes it without retraining the finished runs")
@@ -343,26 +309,24 @@ def _add_shared_arguments(parser: argparse.ArgumentParser, varied: str, kind: st
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn sweep`` to ``parser``."""
-    parser.add_argument("--hidden", type=_trainer.argument_type(parse_sizes), default=list(DEFAULT_HIDDEN), metavar="N,N,...",
+    parser.add_argument("--hidden", type=options.argument_type(parse_sizes), default=list(DEFAULT_HIDDEN), metavar="N,N,...",
                         help=f"the hidden sizes to train (default {','.join(map(str, DEFAULT_HIDDEN))})")
     _add_shared_arguments(parser, "hidden", "sweep")
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn compare`` to ``parser``."""
-    parser.add_argument("--cells", type=_trainer.argument_type(parse_cells), default=list(DEFAULT_CELLS), metavar="CELL,...",
+    parser.add_argument("--cells", type=options.argument_type(parse_cells), default=list(DEFAULT_CELLS), metavar="CELL,...",
                         help=f"the cells to train (default {','.join(DEFAULT_CELLS)})")
     _add_shared_arguments(parser, "cell", "compare")
 
 
 def _main(kind: str, study: Callable, values: list, varied: str, args, tasks: Optional[dict], log) -> int:
-    tasks = _trainer._default_tasks() if tasks is None else tasks
-    name = args.task if args.task is not None else _trainer.DEFAULT_TASK
+    tasks = TASKS if tasks is None else tasks
     try:
-        if name not in tasks:
-            raise RunError(f"unknown task {name!r}; choose one of {', '.join(tasks)}")
-        out = args.out if args.out is not None else pathlib.Path("runs") / f"{kind}-{name}"
-        result = study(tasks[name], _trainer.flag_overrides(args, skip=(varied,)), values, out, log=log)
+        task = options.task_named(args.task, tasks)
+        out = args.out if args.out is not None else pathlib.Path("runs") / f"{kind}-{task.name}"
+        result = study(task, options.flag_overrides(args, skip=(varied,)), values, out, log=log)
     except RunError as error:
         print(f"jaxrnn {kind}: error: {error}", file=sys.stderr)
         return 2

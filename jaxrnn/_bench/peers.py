@@ -18,7 +18,8 @@ The peers:
   - ``GRUCell``: ``ir, iz`` (bias ``b_ih + b_hh``), ``in`` (bias ``b_in``), ``hr, hz``
     (no bias), ``hn`` (bias ``b_hn``). The reset gate multiplies
     ``W_hn h + b_hn`` after the matmul, as in PyTorch and cuDNN: the same function.
-  - ``SimpleCell``: ``i`` (bias ``b_ih + b_hh``), ``h`` (no bias), tanh.
+  - ``SimpleCell``: ``i`` (bias ``b_ih + b_hh``), ``h`` (no bias), with tanh for
+    ``elman_tanh`` and relu for ``elman_relu``.
 
   A merged bias has the gradient of both of PyTorch's, so the canonical ``b_ih``
   gradient is the merged one; GRU's ``b_hn`` gradient (``hn`` bias) is the only
@@ -38,7 +39,9 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import rnn as jax_rnn
 
-from jaxrnn._cells import CellParams, check_positive_int
+from jaxrnn._app.cells import CELLS
+from jaxrnn._core.cells import CellParams
+from jaxrnn._core.checks import check_positive_int
 
 Array = jax.Array
 
@@ -67,15 +70,19 @@ class _FlaxGate(NamedTuple):
 _FLAX_GATES = {
     "lstm": tuple(_FlaxGate("i" + g, "h" + g, "hidden") for g in "ifgo"),
     "gru": (_FlaxGate("ir", "hr", "input"), _FlaxGate("iz", "hz", "input"), _FlaxGate("in", "hn", "both")),
-    "elman": (_FlaxGate("i", "h", "input"),),
+    "elman_tanh": (_FlaxGate("i", "h", "input"),),
+    "elman_relu": (_FlaxGate("i", "h", "input"),),
 }
 
+# peer name -> (the cells it runs, its flax cell class)
 _FLAX_CELLS = {
-    "flax-LSTMCell": ("lstm", nn.LSTMCell),
-    "flax-OptimizedLSTMCell": ("lstm", nn.OptimizedLSTMCell),
-    "flax-GRUCell": ("gru", nn.GRUCell),
-    "flax-SimpleCell": ("elman", nn.SimpleCell),
+    "flax-LSTMCell": (("lstm",), nn.LSTMCell),
+    "flax-OptimizedLSTMCell": (("lstm",), nn.OptimizedLSTMCell),
+    "flax-GRUCell": (("gru",), nn.GRUCell),
+    "flax-SimpleCell": (("elman_tanh", "elman_relu"), nn.SimpleCell),
 }
+# The options of a flax cell class that make it compute a jaxrnn cell.
+_FLAX_OPTIONS = {"elman_relu": {"activation_fn": nn.relu}}
 
 _CUDNN = "jax-cudnn"
 
@@ -84,22 +91,23 @@ def available_peers(cell: str, backend: str) -> list[str]:
     """The names of the peers of ``cell`` that run on ``backend``.
 
     Args:
-      cell: ``"lstm"``, ``"gru"`` or ``"elman"`` (tanh).
+      cell: a name of :data:`jaxrnn._app.cells.CELLS` (``"lstm"``, ``"elman_tanh"``, ...).
       backend: ``jax.default_backend()``: ``"cpu"``, ``"gpu"`` or ``"tpu"``.
 
     Returns:
-      Peer names for :func:`make_peer`; ``"jax-cudnn"`` only for the LSTM on ``"gpu"``.
+      Peer names for :func:`make_peer`; ``"jax-cudnn"`` only for the LSTM on ``"gpu"``;
+      none for ``"layer_norm_lstm"``, which no peer implements.
 
     Raises:
       ValueError: unknown ``cell``.
 
     Example:
-      >>> from jaxrnn._bench_peers import available_peers
+      >>> from jaxrnn._bench.peers import available_peers
       >>> available_peers("lstm", "gpu")
       ['flax-LSTMCell', 'flax-OptimizedLSTMCell', 'jax-cudnn']
     """
     _check_cell(cell)
-    names = [name for name, (kind, _) in _FLAX_CELLS.items() if kind == cell]
+    names = [name for name, (kinds, _) in _FLAX_CELLS.items() if cell in kinds]
     if cell == "lstm" and backend == "gpu":
         names.append(_CUDNN)
     return names
@@ -110,7 +118,7 @@ def make_peer(name: str, cell: str, params: CellParams, *, unroll: int = 1) -> P
 
     Args:
       name: one of :func:`available_peers` for ``cell``.
-      cell: ``"lstm"``, ``"gru"`` or ``"elman"`` (tanh).
+      cell: ``"lstm"``, ``"gru"``, ``"elman_tanh"`` or ``"elman_relu"``.
       params: jaxrnn :class:`~jaxrnn.CellParams` of that cell (PyTorch layout); their
         dtype is the peer's parameter and computation dtype.
       unroll: ``lax.scan`` unroll of the flax peers; cuDNN has no scan and ignores it.
@@ -125,7 +133,7 @@ def make_peer(name: str, cell: str, params: CellParams, *, unroll: int = 1) -> P
 
     Example:
       >>> import jax, jaxrnn as jr
-      >>> from jaxrnn._bench_peers import make_peer
+      >>> from jaxrnn._bench.peers import make_peer
       >>> params = jr.gru(8).init(jax.random.PRNGKey(0), input_size=3)
       >>> peer = make_peer("flax-GRUCell", "gru", params)
       >>> peer.forward(peer.params, jax.numpy.ones((2, 5, 3))).shape
@@ -133,12 +141,12 @@ def make_peer(name: str, cell: str, params: CellParams, *, unroll: int = 1) -> P
     """
     _check_cell(cell)
     unroll = check_positive_int(unroll, "unroll")
-    known = {**{n: kind for n, (kind, _) in _FLAX_CELLS.items()}, _CUDNN: "lstm"}
+    known = {**{n: kinds for n, (kinds, _) in _FLAX_CELLS.items()}, _CUDNN: ("lstm",)}
     if name not in known:
         raise ValueError(f"unknown peer {name!r}; the peers are {sorted(known)}.")
-    if known[name] != cell:
+    if cell not in known[name]:
         raise ValueError(
-            f"peer {name!r} is a {known[name]} cell, not {cell}; the {cell} peers are "
+            f"peer {name!r} runs {' or '.join(known[name])} cells, not {cell}; the {cell} peers are "
             f"{available_peers(cell, 'gpu')}."
         )
     num_gates = len(_FLAX_GATES[cell])
@@ -149,8 +157,8 @@ def make_peer(name: str, cell: str, params: CellParams, *, unroll: int = 1) -> P
 
 
 def _check_cell(cell: str) -> None:
-    if cell not in _FLAX_GATES:
-        raise ValueError(f"cell must be one of {sorted(_FLAX_GATES)}, got {cell!r}.")
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}.")
 
 
 def _check_params(params: CellParams, cell: str, num_gates: int) -> int:
@@ -191,7 +199,7 @@ def _flax_peer(name: str, cell: str, params: CellParams, hidden_size: int, unrol
             merged = gate.input_dense if gate.bias == "input" else gate.hidden_dense
             native[merged]["bias"] = b_ih + b_hh
 
-    flax_cell = _FLAX_CELLS[name][1](features=hidden_size, param_dtype=params.w_ih.dtype)
+    flax_cell = _FLAX_CELLS[name][1](features=hidden_size, param_dtype=params.w_ih.dtype, **_FLAX_OPTIONS.get(cell, {}))
     model = nn.RNN(flax_cell, unroll=unroll)
 
     def forward(native_params, xs):

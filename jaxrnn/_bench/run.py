@@ -7,9 +7,12 @@ One run times every implementation on the same weights and inputs:
   only; "highest" precision at ``--precision highest``, else "fast") and
   ``jaxrnn-autodiff`` (``jax.grad`` through the plain scan);
 - flax ``nn.RNN`` with its cells and, on GPU, cuDNN through
-  ``jax.experimental.rnn`` (:mod:`jaxrnn._bench_peers`);
+  ``jax.experimental.rnn`` (:mod:`jaxrnn._bench.peers`);
 - PyTorch ``nn.LSTM/GRU/RNN`` when installed, in a separate process
-  (:mod:`jaxrnn._bench_torch`).
+  (:mod:`jaxrnn._bench.torch_peer`).
+
+The cells are named as everywhere in the application (:data:`jaxrnn._app.cells.CELLS`);
+``layer_norm_lstm`` has no peer, so only jaxrnn's implementations run for it.
 
 Before anything is timed, every implementation's loss and gradients (of all
 weights and inputs, mapped to PyTorch's layout) are compared with
@@ -42,9 +45,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn as jr
-from jaxrnn import _bench_peers, _bench_torch, _kernels
+from jaxrnn._app import options, plotting
+from jaxrnn._app import progress as bars  # run() takes a progress callback
+from jaxrnn._app.cells import CELLS
+from jaxrnn._bench import peers, torch_peer, torch_worker
+from jaxrnn._kernels import registry as _kernels
 
-CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman}
+# The cells measured by default: those with peers to compare against.
+DEFAULT_CELLS = ("lstm", "gru", "elman_tanh")
 JAXRNN_IMPLS = ("jaxrnn-bptt", "jaxrnn-pallas", "jaxrnn-autodiff")
 PALLAS = "jaxrnn-pallas"
 ALL_IMPLS = JAXRNN_IMPLS + (
@@ -135,7 +143,7 @@ def parse_sweep(text: str) -> tuple:
 
 
 class Impl(NamedTuple):
-    """An implementation prepared for one problem (same interface as ``_bench_peers.Peer``)."""
+    """An implementation prepared for one problem (same interface as :class:`jaxrnn._bench.peers.Peer`)."""
 
     name: str
     params: Any
@@ -186,7 +194,7 @@ def _stats(times_ms: list) -> dict:
     return {"median_ms": statistics.median(times_ms), "min_ms": min(times_ms), "max_ms": max(times_ms)}
 
 
-def _measure(fn, params, inputs, repeats: int):
+def measure(fn, params, inputs, repeats: int):
     """Compile time, first-call result, and timing stats of a jitted ``fn``."""
     start = time.perf_counter()
     compiled = fn.lower(params, inputs[0]).compile()
@@ -206,9 +214,9 @@ def _measure(fn, params, inputs, repeats: int):
     return compile_ms, first, _stats(times), peak
 
 
-def _problem(cell_name: str, shape: Shape, seed: int = 0):
+def problem(cell_name: str, shape: Shape, seed: int = 0):
     cell = CELLS[cell_name](shape.hidden)
-    params = cell.init(jax.random.PRNGKey(seed), shape.hidden)
+    params = cell.init(jax.random.PRNGKey(seed), shape.hidden, jnp.float32)
     inputs = [
         jax.random.normal(jax.random.PRNGKey(seed + 1 + i), (shape.batch, shape.steps, shape.hidden), jnp.float32)
         for i in range(2)
@@ -219,7 +227,8 @@ def _problem(cell_name: str, shape: Shape, seed: int = 0):
 def _impl_names(plan: Plan, cell_name: str) -> list:
     """The implementations to run, the correctness reference first."""
     pallas = [PALLAS] if _kernels.pallas_target(jax.devices(plan.backend)[0].platform) else []
-    names = [REFERENCE, OURS] + pallas + _bench_peers.available_peers(cell_name, plan.backend) + ["torch"]
+    torch = ["torch"] if cell_name in torch_worker.CELLS else []
+    names = [REFERENCE, OURS] + pallas + peers.available_peers(cell_name, plan.backend) + torch
     if plan.impls is not None:
         names = [n for n in names if n in plan.impls or n == REFERENCE]
     return names
@@ -239,7 +248,7 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
     precision_ctx = jax.default_matmul_precision("highest" if plan.precision == "highest" else None)
     with jax.default_device(device), precision_ctx:
         for cell_name, shape in cases:
-            cell, params, inputs = _problem(cell_name, shape)
+            cell, params, inputs = problem(cell_name, shape)
             if plan.precision == "bf16":
                 # Every implementation gets the same bfloat16 numbers; the reference gets them in float32.
                 params, inputs = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), (params, inputs))
@@ -255,7 +264,7 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
                 try:
                     impl = (
                         _jaxrnn_impl(name, cell, impl_params, plan.precision) if name in JAXRNN_IMPLS
-                        else _bench_peers.make_peer(name, cell_name, impl_params)
+                        else peers.make_peer(name, cell_name, impl_params)
                     )
                 except (TypeError, ValueError) as e:  # e.g. cuDNN's op takes float32 only
                     rows.append({"cell": cell_name, "batch": shape.batch, "steps": shape.steps, "hidden": shape.hidden,
@@ -265,8 +274,8 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
                 row = {"cell": cell_name, "batch": shape.batch, "steps": shape.steps, "hidden": shape.hidden,
                        "impl": name, "precision": plan.precision}
                 try:
-                    compile_ms, (loss, grads), fwdbwd, peak = _measure(impl.loss_and_grad, impl.params, impl_inputs, plan.repeats)
-                    fwd_compile_ms, _, fwd, _ = _measure(impl.forward, impl.params, impl_inputs, plan.repeats)
+                    compile_ms, (loss, grads), fwdbwd, peak = measure(impl.loss_and_grad, impl.params, impl_inputs, plan.repeats)
+                    fwd_compile_ms, _, fwd, _ = measure(impl.forward, impl.params, impl_inputs, plan.repeats)
                 except Exception as e:  # a peer that cannot run here is reported, not fatal
                     rows.append({**row, "status": "failed", "reason": f"{type(e).__name__}: {e}"[:500]})
                     continue
@@ -297,7 +306,7 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
         "date": datetime.date.today().isoformat(),
         "device": {"platform": device.platform, "kind": device.device_kind, "count": len(jax.devices(plan.backend)),
                    "host": platform.machine(), "cpu": cpu_name(), "cpu_count": os.cpu_count()},
-        "versions": _versions(),
+        "versions": versions(),
         "flags": {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
         "precision": PRECISIONS[plan.precision],
         "loss": "sum(h**2) over all outputs; fwd+bwd = loss and gradient of all weights and inputs",
@@ -329,7 +338,7 @@ def _run_torch_rows(plan, cases, arrays, references, rows, tol) -> dict:
         return {"available": False, "reason": "PyTorch is not compared on TPU"}
     device = "cuda" if plan.backend == "gpu" else "cpu"
     try:
-        result = _bench_torch.run_torch(cases, arrays, device=device, precision=_TORCH_PRECISION[plan.precision, device],
+        result = torch_peer.run_torch(cases, arrays, device=device, precision=_TORCH_PRECISION[plan.precision, device],
                                         repeats=plan.repeats, timeout=3600)
     except RuntimeError as e:
         return {"available": False, "reason": str(e)[-1000:]}
@@ -362,7 +371,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _versions() -> dict:
+def versions() -> dict:
     import flax
     import jaxlib
 
@@ -443,13 +452,10 @@ def markdown(result: dict) -> str:
 
 def plot(result: dict, out: pathlib.Path) -> list:
     """PNG per cell: tokens/s and peak memory against T over the sweep, one line per implementation."""
-    try:
-        import matplotlib
-    except ImportError:  # a bare device image; the JSON and table are still written
-        print("jaxrnn bench: matplotlib is not installed, so no plots", file=sys.stderr)
+    if options.missing(("matplotlib",)):  # a bare device image; the JSON and table are still written
+        print(f"jaxrnn bench: matplotlib is not installed, so no plots ({options.EXTRA})", file=sys.stderr)
         return []
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plotting.pyplot()
 
     sweep = {tuple(int(v) for v in s.split("x")) for s in result["sweep"]}
     files = []
@@ -475,10 +481,7 @@ def plot(result: dict, out: pathlib.Path) -> list:
         ax_speed.legend(fontsize=8)
         ax_mem.legend(fontsize=8)
         fig.tight_layout()
-        path = out / f"sweep_{cell}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+        files.append(out / plotting.save_figure(fig, out, f"sweep_{cell}.png", dpi=110))
     return files
 
 
@@ -493,21 +496,13 @@ def write(result: dict, out: pathlib.Path, *, name: str = "bench", render: Calla
 
 def _progress_bar():
     """A tqdm bar on a terminal; None (plain log lines) otherwise or without tqdm."""
-    if not sys.stderr.isatty():
+    if not bars.shown(None) or options.missing(("tqdm",)):
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(desc="jaxrnn bench", unit="step")
+    return bars.bar(desc="jaxrnn bench", unit="step")
 
 
 def main(args) -> int:
-    """``jaxrnn bench`` with parsed ``args`` (see ``jaxrnn bench --help``)."""
-    if getattr(args, "devices", None) is not None:
-        from jaxrnn import _bench_scaling
-
-        return _bench_scaling.main(args)
+    """``jaxrnn bench`` with parsed ``args`` (see ``jaxrnn bench --help``): the comparison with the peers."""
     backend = args.backend or jax.default_backend()
     try:
         jax.devices(backend)

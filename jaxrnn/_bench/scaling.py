@@ -4,7 +4,7 @@ For each cell and shape ``BxTxH`` (B: the batch of one device) and each device
 count n in 1, 2, 4, ... up to N (and N itself), the value and gradient of
 ``sum(h**2)`` with respect to the weights is jitted over a mesh of the first n
 devices, the batch split over them and the weights replicated
-(:mod:`jaxrnn._parallel`; XLA adds the all-reduce of the gradients). Two series:
+(:mod:`jaxrnn.train._parallel`; XLA adds the all-reduce of the gradients). Two series:
 
 - fixed batch per device (weak scaling): a global batch of ``n * B`` rows; ideal
   is n times the tokens per second of one device;
@@ -13,7 +13,7 @@ devices, the batch split over them and the weights replicated
   against the one-device run of the same batch.
 
 Speedup is tokens per second over that of one device in the same series;
-efficiency is speedup / n. Timing and memory as in :mod:`jaxrnn._bench`
+efficiency is speedup / n. Timing and memory as in :mod:`jaxrnn._bench.run`
 (compiled separately, a warm-up call, the median of ``repeats``; XLA's buffers
 of the program on each device).
 """
@@ -32,8 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn as jr
-from jaxrnn import _bench, _parallel
-from jaxrnn._bench import Shape
+from jaxrnn._app import plotting
+from jaxrnn._bench import run as bench
+from jaxrnn._bench.run import Shape
+from jaxrnn.train import _parallel
 
 SERIES = {"per_device": "fixed batch per device", "global": "fixed global batch"}
 
@@ -73,8 +75,8 @@ def run(cells: tuple, shapes: tuple, counts: tuple, *, repeats: int, precision: 
     """Measure every (cell, shape, series, device count); returns the result dict of ``scaling.json``.
 
     Args:
-      cells: names in :data:`jaxrnn._bench.CELLS`.
-      shapes: :class:`jaxrnn._bench.Shape` rows; ``batch`` is the batch per device.
+      cells: names in :data:`jaxrnn._app.cells.CELLS`.
+      shapes: :class:`jaxrnn._bench.run.Shape` rows; ``batch`` is the batch per device.
       counts: device counts, increasing, starting at 1 (:func:`device_counts`).
       repeats: timed calls per measurement.
       precision: ``"default"``, ``"highest"`` or ``"bf16"``, as ``jaxrnn bench --precision``.
@@ -83,7 +85,7 @@ def run(cells: tuple, shapes: tuple, counts: tuple, *, repeats: int, precision: 
     """
     backend = backend or jax.default_backend()
     total = counts[-1]
-    tolerance = _bench.TOLERANCE[precision]
+    tolerance = bench.TOLERANCE[precision]
     rows = []
     precision_ctx = jax.default_matmul_precision("highest" if precision == "highest" else None)
     with precision_ctx:
@@ -95,14 +97,14 @@ def run(cells: tuple, shapes: tuple, counts: tuple, *, repeats: int, precision: 
                         batch = shape.batch * (n if series == "per_device" else total)
                         if progress:
                             progress(f"{cell_name} {shape} {SERIES[series]}: {n} of {total} devices, batch {batch}")
-                        cell, params, inputs = _bench._problem(cell_name, Shape(batch, shape.steps, shape.hidden))
+                        cell, params, inputs = bench.problem(cell_name, Shape(batch, shape.steps, shape.hidden))
                         if precision == "bf16":
                             params, inputs = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), (params, inputs))
                         mesh = _parallel.make_mesh(n, backend=backend)
                         params = _parallel.replicate(params, mesh)
                         inputs = [_parallel.shard_batch(xs, mesh) for xs in inputs]
                         with _parallel.mesh_context(mesh):
-                            compile_ms, (loss, grads), fwdbwd, peak = _bench._measure(
+                            compile_ms, (loss, grads), fwdbwd, peak = bench.measure(
                                 _loss_and_grad(cell), params, inputs, repeats)
                         rate = batch * shape.steps / (fwdbwd["median_ms"] / 1e3)
                         base_rate = rate if base_rate is None else base_rate
@@ -114,17 +116,17 @@ def run(cells: tuple, shapes: tuple, counts: tuple, *, repeats: int, precision: 
                         if series == "global":
                             canonical = _canonical(loss, grads)
                             reference = canonical if reference is None else reference
-                            error = _bench.relative_error(canonical, reference)
+                            error = bench.relative_error(canonical, reference)
                             row.update(rel_error=error, status="ok" if error <= tolerance else "wrong")
                         rows.append(row)
     device = jax.devices(backend)[0]
     return {
         "date": datetime.date.today().isoformat(),
         "device": {"platform": device.platform, "kind": device.device_kind, "count": len(jax.devices(backend)),
-                   "host": platform.machine(), "cpu": _bench.cpu_name(), "cpu_count": os.cpu_count()},
-        "versions": _bench._versions(),
+                   "host": platform.machine(), "cpu": bench.cpu_name(), "cpu_count": os.cpu_count()},
+        "versions": bench.versions(),
         "flags": {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
-        "precision": _bench.PRECISIONS[precision],
+        "precision": bench.PRECISIONS[precision],
         "loss": "sum(h**2) over all outputs; fwd+bwd = loss and gradient of all weights, batch split over the "
                 "devices, weights replicated",
         "input_size": "equal to hidden size",
@@ -173,9 +175,7 @@ def markdown(result: dict) -> str:
 
 def plot(result: dict, out: pathlib.Path) -> list:
     """``scaling_CELL.png``: tokens/s against the device count, both series and the ideal line."""
-    from jaxrnn._tasks import pyplot
-
-    plt = pyplot()
+    plt = plotting.pyplot()
     figures = {}
     for (cell, shape), series in _groups(result).items():
         if cell not in figures:
@@ -194,10 +194,7 @@ def plot(result: dict, out: pathlib.Path) -> list:
         axes.minorticks_off()
         axes.set_xticks(result["counts"], [str(n) for n in result["counts"]])
         axes.legend(fontsize=8)
-        path = out / f"scaling_{cell}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        files.append(path)
+        files.append(out / plotting.save_figure(fig, out, f"scaling_{cell}.png", dpi=110))
     return files
 
 
@@ -218,7 +215,7 @@ def main(args) -> int:
 
     result = run(tuple(args.cells), shapes, device_counts(total), repeats=repeats, precision=args.precision,
                  backend=backend, progress=progress)
-    files = _bench.write(result, out, name="scaling", render=markdown, draw=plot)
+    files = bench.write(result, out, name="scaling", render=markdown, draw=plot)
     print(markdown(result))
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

@@ -1,15 +1,15 @@
-"""PyTorch as a benchmark peer, timed in a separate process: :func:`run_torch`.
+"""The PyTorch benchmark worker: times ``torch.nn.LSTM``, ``GRU`` or ``RNN`` on given weights.
 
-The parent process (the one running JAX) calls :func:`run_torch`; it writes the
-request to a temporary folder and starts a worker process that builds
-``torch.nn.LSTM``, ``GRU`` or ``RNN`` (tanh) modules from the same weights,
-times them and writes the results back. In its own process torch's thread pools
-do not compete with XLA's, and its memory is measured apart from JAX's. The
-worker imports only numpy and torch: it is this file run by path
-(``runpy.run_path``), so the ``jaxrnn`` package, and with it JAX, is never
-imported there. By hand it runs as::
+:func:`jaxrnn._bench.torch_peer.run_torch`, in the process that runs JAX, checks a
+request, writes it to a temporary folder and starts this file as a worker process,
+which builds torch modules from the same weights, times them and writes the results
+back. In its own process torch's thread pools do not compete with XLA's, and its
+memory is measured apart from JAX's. The worker imports only numpy and torch: it is
+this file run by path (``runpy.run_path``), so the ``jaxrnn`` package, and with it
+JAX, is never imported there; and it trusts its request, which ``run_torch``
+checked (:func:`jaxrnn._bench.torch_peer.check_spec`). By hand it runs as::
 
-    python -m jaxrnn._bench_torch SPEC.json OUT.npz
+    python -m jaxrnn._bench.torch_worker SPEC.json OUT.npz
 
 (which imports ``jaxrnn`` and so JAX, but runs nothing in it).
 
@@ -20,13 +20,13 @@ imported there. By hand it runs as::
      "repeats": int >= 1,
      "threads": int >= 1 | null,      # torch.set_num_threads; null keeps torch's default
      "inputs": "inputs.npz",          # relative to SPEC.json's folder, or absolute
-     "cases": [{"id": str, "cell": "lstm" | "gru" | "elman",
+     "cases": [{"id": str, "cell": "lstm" | "gru" | "elman_tanh" | "elman_relu",
                 "batch": B, "steps": T, "hidden": H, "input": I,
                 "weights": PREFIX}, ...]}
 
 **The inputs npz** holds float32 arrays in PyTorch's layout (that of
 :class:`jaxrnn.CellParams`; ``G`` = 4 for LSTM with gates i, f, g, o, 3 for GRU
-with r, z, n, 1 for Elman), under keys that start with the case's ``PREFIX``:
+with r, z, n, 1 for Elman, tanh or relu), under keys that start with the case's ``PREFIX``:
 
 - ``PREFIX/w_ih [G*H, I]`` (``weight_ih_l0``), ``PREFIX/w_hh [G*H, H]``
   (``weight_hh_l0``), ``PREFIX/b_ih [G*H]``, ``PREFIX/b_hh [G*H]``;
@@ -108,181 +108,31 @@ import json
 import pathlib
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Mapping
 
 import numpy as np
 
-CELLS = ("lstm", "gru", "elman")
-_GATES = {"lstm": 4, "gru": 3, "elman": 1}
-_TORCH_MODULES = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "elman": ("RNN", {"nonlinearity": "tanh"})}
+# The cells the worker builds, by jaxrnn's names: their gate count and torch module.
+GATES = {"lstm": 4, "gru": 3, "elman_tanh": 1, "elman_relu": 1}
+TORCH_MODULES = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "elman_tanh": ("RNN", {"nonlinearity": "tanh"}),
+                 "elman_relu": ("RNN", {"nonlinearity": "relu"})}
+CELLS = tuple(GATES)
 # precision -> (torch dtype of module and inputs, TF32 allowed)
-_PRECISIONS = {
+PRECISIONS = {
     "highest": ("float32", False),
     "tf32": ("float32", True),
     "bf16": ("bfloat16", False),
     "fp16": ("float16", False),
 }
-_PARAMS = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0", "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}
-_SIZES = ("batch", "steps", "hidden", "input")
-_STDERR_TAIL = 4000
+PARAMS = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0", "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}
+SIZES = ("batch", "steps", "hidden", "input")
 
 
-def run_torch(
-    cases: list[dict],
-    weights_and_inputs: Mapping[str, np.ndarray],
-    *,
-    device: str,
-    precision: str,
-    repeats: int,
-    timeout: float,
-    threads: int | None = None,
-) -> dict:
-    """Time ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` on the given weights, in a worker process.
-
-    Args:
-      cases: ``[{"id", "cell", "batch", "steps", "hidden", "input", "weights"}, ...]``
-        as in the module docstring's SPEC.json.
-      weights_and_inputs: float32 arrays keyed ``PREFIX/w_ih``, ``PREFIX/w_hh``,
-        ``PREFIX/b_ih``, ``PREFIX/b_hh``, ``PREFIX/xs0``, ``PREFIX/xs1``, ...
-        (PyTorch layout, inputs ``[B, T, I]``); only the keys of ``cases`` are
-        sent to the worker.
-      device: ``"cpu"`` or ``"cuda"``.
-      precision: ``"highest"`` or ``"bf16"``, and on CUDA also ``"tf32"``, ``"fp16"``.
-      repeats: timed calls per case and pass (forward, fwd+bwd).
-      timeout: seconds the worker may run in all.
-      threads: ``torch.set_num_threads`` in the worker; None keeps torch's default.
-
-    Returns:
-      OUT.json's dict (see the module docstring) where each case also has
-      ``"loss"`` (a float32 array of shape ``[]``) and ``"grads"``
-      (``{"w_ih", "w_hh", "b_ih", "b_hh", "xs"}``, float32, PyTorch layout), for
-      input ``xs0``; or ``{"available": False, "reason": ...}`` when the worker
-      cannot import torch or, for ``device="cuda"``, sees no GPU.
-
-    Raises:
-      ValueError: an unknown device, precision or cell, a precision other than
-        ``"highest"`` on CPU, sizes that are not positive ints, duplicate ids,
-        missing arrays, arrays of the wrong shape or not float32.
-      RuntimeError: the worker failed or ran past ``timeout``; the message ends
-        with the tail of its stderr.
-
-    Example:
-      .. code-block:: python
-
-        arrays = {"w/w_ih": ..., "w/w_hh": ..., "w/b_ih": ..., "w/b_hh": ..., "w/xs0": ..., "w/xs1": ...}
-        case = {"id": "lstm-16x1024x256", "cell": "lstm", "batch": 16, "steps": 1024,
-                "hidden": 256, "input": 256, "weights": "w"}
-        result = run_torch([case], arrays, device="cpu", precision="highest", repeats=5, timeout=600)
-        result["cases"]["lstm-16x1024x256"]["fwd_bwd"]["median_ms"]
-    """
-    spec = {
-        "device": device,
-        "precision": precision,
-        "repeats": repeats,
-        "threads": threads,
-        "inputs": "inputs.npz",
-        "cases": list(cases),
-    }
-    keys = check_spec(spec, weights_and_inputs)
-    with tempfile.TemporaryDirectory(prefix="jaxrnn-bench-torch-") as folder:
-        folder = pathlib.Path(folder)
-        spec_path, out_path = folder / "spec.json", folder / "out.npz"
-        spec_path.write_text(json.dumps(spec, indent=1))
-        with open(folder / spec["inputs"], "wb") as f:
-            np.savez(f, **{key: np.asarray(weights_and_inputs[key]) for key in keys})
-        # Run this file by path, not with -m, so the worker never imports the jaxrnn
-        # package and JAX with it; the folder as cwd keeps stray modules off sys.path.
-        launcher = f"import runpy; runpy.run_path({str(pathlib.Path(__file__).resolve())!r}, run_name='__main__')"
-        command = [sys.executable, "-c", launcher, str(spec_path), str(out_path)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=folder)
-        except subprocess.TimeoutExpired as e:
-            stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
-            raise RuntimeError(
-                f"the torch benchmark worker ran past timeout={timeout} s; stderr tail:\n{stderr[-_STDERR_TAIL:]}"
-            ) from e
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"the torch benchmark worker failed with exit status {done.returncode}; stderr tail:\n"
-                f"{done.stderr[-_STDERR_TAIL:]}"
-            )
-        result = json.loads(out_path.with_suffix(".json").read_text())
-        if result["available"]:
-            with np.load(out_path) as arrays:
-                for case_id, case in result["cases"].items():
-                    case["loss"] = arrays[f"{case_id}/loss"]
-                    case["grads"] = {name: arrays[f"{case_id}/grad/{name}"] for name in (*_PARAMS, "xs")}
-    return result
-
-
-def check_spec(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> list[str]:
-    """Check a SPEC.json dict against its arrays; return the array keys the cases use.
-
-    Raises:
-      ValueError: as listed in :func:`run_torch`.
-    """
-    device, precision = spec.get("device"), spec.get("precision")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}.")
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}.")
-    if device == "cpu" and precision not in ("highest", "bf16"):
-        raise ValueError(
-            f"precision={precision!r} needs device='cuda': on CPU the torch peer runs in float32 or bfloat16; "
-            f"use precision='highest' or 'bf16'."
-        )
-    if not _positive_int(spec.get("repeats")):
-        raise ValueError(f"repeats must be a positive int, got {spec.get('repeats')!r}.")
-    if spec.get("threads") is not None and not _positive_int(spec["threads"]):
-        raise ValueError(f"threads must be a positive int or None, got {spec['threads']!r}.")
-    cases = spec.get("cases")
-    if not isinstance(cases, list) or not cases or not all(isinstance(case, dict) for case in cases):
-        raise ValueError(f"cases must be a non-empty list of dicts, got {cases!r}.")
-    keys, ids = [], set()
-    for case in cases:
-        case_id = case.get("id")
-        if not isinstance(case_id, str) or not case_id or case_id in ids:
-            raise ValueError(f"each case needs a unique non-empty str 'id', got {case_id!r} in {case!r}.")
-        ids.add(case_id)
-        if case.get("cell") not in CELLS:
-            raise ValueError(f"case {case_id!r}: cell must be one of {list(CELLS)}, got {case.get('cell')!r}.")
-        for size in _SIZES:
-            if not _positive_int(case.get(size)):
-                raise ValueError(f"case {case_id!r}: {size!r} must be a positive int, got {case.get(size)!r}.")
-        prefix = case.get("weights")
-        if not isinstance(prefix, str):
-            raise ValueError(f"case {case_id!r}: 'weights' must be the str prefix of its arrays, got {prefix!r}.")
-        required = _expected_shapes(case)
-        extra_inputs = {key: required[f"{prefix}/xs0"] for key in _input_keys(case, arrays)[1:]}
-        for key, shape in {**required, **extra_inputs}.items():
-            if key not in arrays:
-                raise ValueError(
-                    f"case {case_id!r} needs the array {key!r}, which is missing; the arrays of prefix "
-                    f"{prefix!r} are {sorted(k for k in arrays if k.startswith(prefix + '/'))}."
-                )
-            array = arrays[key]
-            if np.shape(array) != shape or np.asarray(array).dtype != np.float32:
-                raise ValueError(
-                    f"case {case_id!r}: {key!r} must be float32 of shape {shape}, got "
-                    f"{np.asarray(array).dtype} of shape {np.shape(array)}; inputs are batch-first [B, T, I] "
-                    f"and weights in PyTorch's layout."
-                )
-            if key not in keys:
-                keys.append(key)
-    return keys
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _expected_shapes(case: Mapping[str, Any]) -> dict[str, tuple]:
+def expected_shapes(case: Mapping[str, Any]) -> dict[str, tuple]:
     """The required arrays of ``case`` (weights and ``xs0``) and their shapes."""
-    gh, i, prefix = _GATES[case["cell"]] * case["hidden"], case["input"], case["weights"]
+    gh, i, prefix = GATES[case["cell"]] * case["hidden"], case["input"], case["weights"]
     return {
         f"{prefix}/w_ih": (gh, i),
         f"{prefix}/w_hh": (gh, case["hidden"]),
@@ -292,7 +142,7 @@ def _expected_shapes(case: Mapping[str, Any]) -> dict[str, tuple]:
     }
 
 
-def _input_keys(case: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> list[str]:
+def input_keys(case: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> list[str]:
     """``PREFIX/xs0``, ``PREFIX/xs1``, ... as far as they go without a gap."""
     keys = []
     while f"{case['weights']}/xs{len(keys)}" in arrays:
@@ -304,14 +154,13 @@ def _input_keys(case: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> li
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="The torch benchmark worker (see jaxrnn._bench_torch).")
+    parser = argparse.ArgumentParser(description="The torch benchmark worker (see jaxrnn._bench.torch_worker).")
     parser.add_argument("spec", type=pathlib.Path, help="SPEC.json")
     parser.add_argument("out", type=pathlib.Path, help="OUT.npz; OUT.json is written beside it")
     args = parser.parse_args(argv)
     spec = json.loads(args.spec.read_text())
     with np.load(args.spec.parent / spec["inputs"]) as npz:
         arrays = {key: npz[key] for key in npz.files}
-    check_spec(spec, arrays)
     result, out_arrays = _measure(spec, arrays)
     if out_arrays:
         with open(args.out, "wb") as f:
@@ -330,7 +179,7 @@ def _measure(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> tuple
         return {"available": False, "reason": reason}, {}
     if spec["threads"] is not None:
         torch.set_num_threads(spec["threads"])
-    dtype_name, tf32 = _PRECISIONS[spec["precision"]]
+    dtype_name, tf32 = PRECISIONS[spec["precision"]]
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     device = torch.device(spec["device"])
@@ -370,13 +219,13 @@ def _measure(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> tuple
 
 def _module(torch, device, dtype, case, weights: Mapping[str, np.ndarray] | None = None):
     """``torch.nn.LSTM`` / ``GRU`` / ``RNN`` for ``case``, with ``weights`` (PyTorch layout) if given."""
-    name, extra = _TORCH_MODULES[case["cell"]]
+    name, extra = TORCH_MODULES[case["cell"]]
     module = getattr(torch.nn, name)(
         case["input"], case["hidden"], batch_first=True, device=device, dtype=dtype, **extra
     )
     if weights is not None:
         with torch.no_grad():
-            for field, torch_name in _PARAMS.items():
+            for field, torch_name in PARAMS.items():
                 getattr(module, torch_name).copy_(torch.from_numpy(weights[field]))
     return module
 
@@ -414,10 +263,10 @@ def _warm_up(torch, device, dtype, cells) -> None:
 
 def _run_case(torch, device, dtype, case, arrays, repeats):
     prefix = case["weights"]
-    module = _module(torch, device, dtype, case, {f: arrays[f"{prefix}/{f}"] for f in _PARAMS})
-    params = [getattr(module, torch_name) for torch_name in _PARAMS.values()]
+    module = _module(torch, device, dtype, case, {f: arrays[f"{prefix}/{f}"] for f in PARAMS})
+    params = [getattr(module, torch_name) for torch_name in PARAMS.values()]
     xs_list = [
-        torch.from_numpy(arrays[key]).to(device, dtype).requires_grad_() for key in _input_keys(case, arrays)
+        torch.from_numpy(arrays[key]).to(device, dtype).requires_grad_() for key in input_keys(case, arrays)
     ]
     forward, fwd_bwd = _passes(torch, module, params)
 
@@ -426,7 +275,7 @@ def _run_case(torch, device, dtype, case, arrays, repeats):
     module.train()
     fwd_bwd_first, (loss, grads) = _timed(torch, device, fwd_bwd, xs_list[0])
     loss = loss.detach().cpu().numpy()
-    grads = {name: g.float().cpu().numpy() for name, g in zip((*_PARAMS, "xs"), grads)}
+    grads = {name: g.float().cpu().numpy() for name, g in zip((*PARAMS, "xs"), grads)}
 
     memory = _memory(torch, device, lambda: fwd_bwd(xs_list[0]))
     module.eval()
@@ -434,7 +283,7 @@ def _run_case(torch, device, dtype, case, arrays, repeats):
     module.train()
     fwd_bwd_times = [_timed(torch, device, fwd_bwd, xs_list[i % len(xs_list)])[0] for i in range(repeats)]
     timings = {
-        **{field: case[field] for field in ("cell", *_SIZES)},
+        **{field: case[field] for field in ("cell", *SIZES)},
         "repeats": repeats,
         "inputs": len(xs_list),
         "forward": _summary(forward_first, forward_times),
