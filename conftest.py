@@ -13,9 +13,9 @@ import os
 # values. Set before JAX starts, and inherited by the tests' subprocesses.
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
-import jax  # noqa: E402
-import jax.experimental  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import jax.experimental
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")

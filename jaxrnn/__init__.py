@@ -12,7 +12,6 @@ from jaxrnn._core.cells import gru as gru
 from jaxrnn._core.cells import layer_norm_lstm as layer_norm_lstm
 from jaxrnn._core.cells import lstm as lstm
 from jaxrnn._core.cells import readout as readout
-from jaxrnn._kernels.registry import Pallas as Pallas
 from jaxrnn._core.models import GRU as GRU
 from jaxrnn._core.models import LSTM as LSTM
 from jaxrnn._core.models import RNN as RNN
@@ -23,6 +22,7 @@ from jaxrnn._core.rnn import rnn as rnn
 from jaxrnn._core.strategy import default_unroll as default_unroll
 from jaxrnn._interop.torch import from_torch as from_torch
 from jaxrnn._interop.torch import to_torch as to_torch
+from jaxrnn._kernels.registry import Pallas as Pallas
 
 __version__ = "0.1.0"
 

@@ -10,15 +10,13 @@ functions for the same parameters. Import this submodule explicitly
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from jaxrnn._core.models import StackedRNN
-
 
 # flax >= 0.11.2 wants pytrees of Variables held by a Module marked as data;
 # older flax has no marker and needs none.
@@ -70,15 +68,15 @@ class Recurrent(nnx.Module):
     def __call__(
         self,
         xs: jax.Array,
-        lengths: Optional[jax.Array] = None,
+        lengths: jax.Array | None = None,
         *,
-        state: Optional[tuple] = None,
-        rngs: Optional[nnx.Rngs] = None,
+        state: tuple | None = None,
+        rngs: nnx.Rngs | None = None,
         grad: str = "bptt",
-        truncate: Optional[int] = None,
-        unroll: Optional[int] = None,
+        truncate: int | None = None,
+        unroll: int | None = None,
         residuals: str = "gates",
-        remat: Optional[int] = None,
+        remat: int | None = None,
         backend: Any = "auto",
     ) -> tuple:
         """Run the stack on ``xs``.
@@ -97,8 +95,17 @@ class Recurrent(nnx.Module):
         """
         key = None if rngs is None else rngs.dropout()
         return self.model.apply(
-            _values(self.params), xs, lengths, key, state=state, grad=grad,
-            truncate=truncate, unroll=unroll, residuals=residuals, remat=remat, backend=backend,
+            _values(self.params),
+            xs,
+            lengths,
+            key,
+            state=state,
+            grad=grad,
+            truncate=truncate,
+            unroll=unroll,
+            residuals=residuals,
+            remat=remat,
+            backend=backend,
         )
 
 
@@ -129,10 +136,10 @@ class LinenRecurrent(nn.Module):
 
     model: StackedRNN
     grad: str = "bptt"
-    truncate: Optional[int] = None
-    unroll: Optional[int] = None
+    truncate: int | None = None
+    unroll: int | None = None
     residuals: str = "gates"
-    remat: Optional[int] = None
+    remat: int | None = None
     backend: Any = "auto"
     param_dtype: Any = None
 
@@ -140,9 +147,9 @@ class LinenRecurrent(nn.Module):
     def __call__(
         self,
         xs: jax.Array,
-        lengths: Optional[jax.Array] = None,
+        lengths: jax.Array | None = None,
         *,
-        state: Optional[tuple] = None,
+        state: tuple | None = None,
         deterministic: bool = True,
     ) -> tuple:
         """Run the stack on ``xs``.
@@ -161,7 +168,15 @@ class LinenRecurrent(nn.Module):
         params = self.param("rnn", lambda key: self.model.init(key, self.param_dtype))
         key = None if deterministic else self.make_rng("dropout")
         return self.model.apply(
-            params, xs, lengths, key, state=state, grad=self.grad,
-            truncate=self.truncate, unroll=self.unroll, residuals=self.residuals, remat=self.remat,
+            params,
+            xs,
+            lengths,
+            key,
+            state=state,
+            grad=self.grad,
+            truncate=self.truncate,
+            unroll=self.unroll,
+            residuals=self.residuals,
+            remat=self.remat,
             backend=self.backend,
         )

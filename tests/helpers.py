@@ -67,6 +67,9 @@ def assert_trees_close(got, want, *, rtol, atol=0.0):
     assert len(got_leaves) == len(want_leaves), (len(got_leaves), len(want_leaves))
     for (path, g), w in zip(got_leaves, want_leaves):
         np.testing.assert_allclose(
-            np.asarray(g, np.float64), np.asarray(w, np.float64), rtol=rtol, atol=atol,
+            np.asarray(g, np.float64),
+            np.asarray(w, np.float64),
+            rtol=rtol,
+            atol=atol,
             err_msg=jax.tree_util.keystr(path),
         )

@@ -34,8 +34,13 @@ def gates_forward(kind, px, rec, h, c):
 
 
 def _dot_t(h, w_hh):
-    return lax.dot_general(h.astype(w_hh.dtype), w_hh, (((1,), (1,)), ((), ())),
-                           precision=lax.Precision.HIGHEST, preferred_element_type=h.dtype)
+    return lax.dot_general(
+        h.astype(w_hh.dtype),
+        w_hh,
+        (((1,), (1,)), ((), ())),
+        precision=lax.Precision.HIGHEST,
+        preferred_element_type=h.dtype,
+    )
 
 
 def _scan(kind, px, eps, w_hh, b_hh, h0, c0, mask, truncate=None):
@@ -65,8 +70,7 @@ def forward(kind, px, w_hh, b_hh, h0, c0, mask, **options):
     return _scan(kind, px, jnp.zeros_like(px), w_hh, b_hh, h0, c0, mask)
 
 
-def backward(kind, px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last, *, truncate=None,
-             **options):
+def backward(kind, px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last, *, truncate=None, **options):
     """``(d_px, d_rec, d_h0, d_c0)`` by ``jax.vjp`` of the forward (``rec_all``, ``h_all``, ``c_all`` unused)."""
     lstm = kind == "lstm"
 

@@ -11,10 +11,9 @@ import types
 
 import jax
 import jax.numpy as jnp
+import kernel_oracle
 import numpy as np
 import pytest
-
-import kernel_oracle
 
 import jaxrnn as jr
 from jaxrnn._core import cells, strategy
@@ -66,9 +65,7 @@ cell_of = [None]
 def _setup(name, *, batch=4, steps=7):
     cell, params, xs = make(name, jnp.float64, batch=batch, steps=steps)
     cell_of[0] = cell
-    state = jax.tree_util.tree_map(
-        lambda s: 0.3 * jnp.ones_like(s), cell.initial_state((batch,), dtype=jnp.float64)
-    )
+    state = jax.tree_util.tree_map(lambda s: 0.3 * jnp.ones_like(s), cell.initial_state((batch,), dtype=jnp.float64))
     k = jax.random.split(jax.random.PRNGKey(7), 3)
     weights = (
         jax.random.normal(k[0], (batch, steps, cell.hidden_size), jnp.float64),
@@ -134,10 +131,19 @@ def test_auto_on_cpu_runs_the_xla_path():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(backend="cudnn"), r"backend must be one of \('auto', 'xla', 'pallas'\) or a jr.Pallas\(...\), got 'cudnn'"),
+        (
+            dict(backend="cudnn"),
+            r"backend must be one of \('auto', 'xla', 'pallas'\) or a jr.Pallas\(...\), got 'cudnn'",
+        ),
         (dict(backend=jr.Pallas(target="mps")), r"Pallas target must be one of \('gpu', 'tpu'\) or None, got 'mps'"),
-        (dict(backend=jr.Pallas(precision="tf32")), r"Pallas precision must be one of \('highest', 'fast'\), got 'tf32'"),
-        (dict(backend="pallas"), r"backend=Pallas\(.*\) cannot run this call: the default device is 'cpu'; Pallas kernels compile for GPU and TPU only"),
+        (
+            dict(backend=jr.Pallas(precision="tf32")),
+            r"Pallas precision must be one of \('highest', 'fast'\), got 'tf32'",
+        ),
+        (
+            dict(backend="pallas"),
+            r"backend=Pallas\(.*\) cannot run this call: the default device is 'cpu'; Pallas kernels compile for GPU and TPU only",
+        ),
         (dict(backend="pallas", grad="autodiff"), r"needs grad='bptt'.*got|needs grad='bptt'"),
         (dict(backend="pallas", residuals="states"), r"residuals='states' applies to the XLA path only"),
         (dict(remat=0), r"remat must be a positive int"),
@@ -152,13 +158,17 @@ def test_backend_and_remat_errors(kwargs, match):
 
 def test_pallas_refuses_cells_without_a_kernel_and_float64(reference_kernels, monkeypatch):
     cell, params, _, xs, _ = _setup("layer_norm_lstm")
-    with pytest.raises(ValueError, match=r"the layer_norm_lstm cell has no fused kernel \(only jr.elman, jr.lstm and jr.gru do, with their own functions\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the layer_norm_lstm cell has no fused kernel \(only jr.elman, jr.lstm and jr.gru do, with their own functions\)",
+    ):
         jr.rnn(cell, params, xs, backend="pallas")
     monkeypatch.undo()
-    reference_kernels = None
     monkeypatch.setattr(registry, "pallas_target", lambda platform: "gpu")
     cell, params, _, xs, _ = _setup("lstm")
-    with pytest.raises(ValueError, match=r"the kernels compute in float32 \(and bfloat16\); float64 runs on the XLA path"):
+    with pytest.raises(
+        ValueError, match=r"the kernels compute in float32 \(and bfloat16\); float64 runs on the XLA path"
+    ):
         jr.rnn(cell, params, xs, backend="pallas")
 
 
@@ -176,7 +186,9 @@ def test_a_builtin_cell_with_replaced_functions_runs_its_own_functions(reference
 def test_pallas_reports_what_the_kernel_cannot_run(reference_kernels):
     reference_kernels.unsupported = lambda kind, batch, hidden, w_dtype, precision: "H=5 is too large (test)"
     cell, params, _, xs, _ = _setup("lstm")
-    with pytest.raises(ValueError, match=r"cannot run this call: H=5 is too large \(test\)\. Use backend='auto' or 'xla'"):
+    with pytest.raises(
+        ValueError, match=r"cannot run this call: H=5 is too large \(test\)\. Use backend='auto' or 'xla'"
+    ):
         jr.rnn(cell, params, xs, backend="pallas")
 
 

@@ -48,14 +48,20 @@ def test_step_matches_numpy_equations(name):
     keys = jax.random.split(jax.random.PRNGKey(0), 6)
     params = cell.init(keys[0], 4, dtype=jnp.float64)
     # Random biases and gains, so that every parameter takes part in the check.
-    params = params._replace(**{
-        f: jax.random.normal(k, getattr(params, f).shape, jnp.float64)
-        for f, k in zip([f for f in params._fields if not f.startswith("w_")], keys[1:])
-    })
+    params = params._replace(
+        **{
+            f: jax.random.normal(k, getattr(params, f).shape, jnp.float64)
+            for f, k in zip([f for f in params._fields if not f.startswith("w_")], keys[1:])
+        }
+    )
     x = np.asarray(jax.random.normal(keys[4], (3, 4), jnp.float64))
     h = np.asarray(jax.random.normal(keys[5], (3, 6), jnp.float64))
     c = -0.5 * h
-    state = jr.LSTMState(jnp.asarray(h), jnp.asarray(c)) if hasattr(cell.initial_state(), "c") else jr.HiddenState(jnp.asarray(h))
+    state = (
+        jr.LSTMState(jnp.asarray(h), jnp.asarray(c))
+        if hasattr(cell.initial_state(), "c")
+        else jr.HiddenState(jnp.asarray(h))
+    )
     new_state, y = cell.step(params, state, jnp.asarray(x))
     want_h, want_c = numpy_step(name, params, h, c, x)
     np.testing.assert_allclose(np.asarray(y), want_h, rtol=1e-12)
@@ -120,8 +126,9 @@ _enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental
 @pytest.mark.parametrize("x64, want", [(False, jnp.float32), (True, jnp.float64)])
 def test_default_dtype_follows_jax(x64, want):
     """Parameters and states default to JAX's default float, as jnp.zeros does; an explicit dtype wins."""
-    import jaxrnn.flax as jrf
     from flax import nnx
+
+    import jaxrnn.flax as jrf
 
     with _enable_x64(x64):
         assert jnp.zeros(1).dtype == want
@@ -135,7 +142,9 @@ def test_default_dtype_follows_jax(x64, want):
             ys, _ = jr.rnn(cell, params, xs)
             assert ys.dtype == want, name
         model = jr.LSTM(3, 4, num_layers=2, bidirectional=True)
-        assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(model.init(jax.random.PRNGKey(0)))} == {jnp.dtype(want)}
+        assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(model.init(jax.random.PRNGKey(0)))} == {
+            jnp.dtype(want)
+        }
         assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(model.initial_state((2,)))} == {jnp.dtype(want)}
         layer = jrf.Recurrent(model, rngs=nnx.Rngs(0))
         assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(nnx.state(layer, nnx.Param))} == {jnp.dtype(want)}

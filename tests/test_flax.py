@@ -146,7 +146,9 @@ def _mse(pred):
 class _NNXTagger(nnx.Module):
     def __init__(self, rngs):
         self.embed = nnx.Embed(VOCAB, EMBED, rngs=rngs)
-        self.rnn = jrf.Recurrent(jr.LSTM(EMBED, H, num_layers=2, bidirectional=True, dropout=0.1), rngs=rngs, param_dtype=jnp.float32)
+        self.rnn = jrf.Recurrent(
+            jr.LSTM(EMBED, H, num_layers=2, bidirectional=True, dropout=0.1), rngs=rngs, param_dtype=jnp.float32
+        )
         self.head = nnx.Linear(2 * H, 1, rngs=rngs)
 
     def __call__(self, tokens, lengths, rngs=None):
@@ -184,9 +186,9 @@ class _LinenTagger(nn.Module):
     @nn.compact
     def __call__(self, tokens, lengths, deterministic=True):
         xs = nn.Embed(VOCAB, EMBED)(tokens)
-        ys, _ = jrf.LinenRecurrent(jr.LSTM(EMBED, H, num_layers=2, bidirectional=True, dropout=0.1), param_dtype=jnp.float32)(
-            xs, lengths, deterministic=deterministic
-        )
+        ys, _ = jrf.LinenRecurrent(
+            jr.LSTM(EMBED, H, num_layers=2, bidirectional=True, dropout=0.1), param_dtype=jnp.float32
+        )(xs, lengths, deterministic=deterministic)
         return nn.Dense(1)(ys)
 
 

@@ -30,7 +30,9 @@ def test_every_kernel_implements_the_interface(name):
         assert len(positional) == sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in want), f"{name}.{method}"
         for param in want:
             if param.kind is param.KEYWORD_ONLY:
-                assert param.name in got and got[param.name].kind is param.KEYWORD_ONLY, f"{name}.{method}: {param.name}"
+                assert param.name in got and got[param.name].kind is param.KEYWORD_ONLY, (
+                    f"{name}.{method}: {param.name}"
+                )
     assert set(module.RESIDUALS) <= {"gates", "states"} and "gates" in module.RESIDUALS
 
 
@@ -83,11 +85,26 @@ def test_xla_kernel_equals_the_oracle(kind, with_mask, truncate, unroll, residua
         np.testing.assert_allclose(c_all, c_want, rtol=1e-12, atol=1e-12)
     if residuals == "states" or kind.startswith("elman"):
         assert residual is None
-    want = oracle.backward(kind, px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last,
-                           truncate=truncate)
+    want = oracle.backward(
+        kind, px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last, truncate=truncate
+    )
     px_in = px if xla.needs_px(residuals) else None
-    got = xla.backward(kind, px_in, residual, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last,
-                       truncate=truncate, unroll=unroll)
+    got = xla.backward(
+        kind,
+        px_in,
+        residual,
+        w_hh,
+        b_hh,
+        h0,
+        c0,
+        h_all,
+        c_all,
+        mask,
+        d_h_all,
+        d_c_last,
+        truncate=truncate,
+        unroll=unroll,
+    )
     for name, g_, w_ in zip(("d_px", "d_rec", "d_h0", "d_c0"), got, want):
         if w_ is None:
             assert g_ is None, name

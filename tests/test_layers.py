@@ -99,7 +99,7 @@ def test_no_import_cycles():
         stack.append(m)
         for n in sorted(GRAPH[m]):
             if state.get(n) == "open":
-                cycles.append(" -> ".join(stack[stack.index(n):] + [n]))
+                cycles.append(" -> ".join(stack[stack.index(n) :] + [n]))
             elif n not in state:
                 visit(n)
         stack.pop()
@@ -121,10 +121,25 @@ def test_the_layer_rule_catches_an_upward_edge():
 def test_import_jaxrnn_loads_the_core_only():
     """``import jaxrnn`` loads neither the application nor its heavy dependencies, nor the Pallas kernels."""
     script = "import sys, jaxrnn; print('\\n'.join(sorted(sys.modules)))"
-    loaded = set(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
-                                timeout=120).stdout.split())
-    for forbidden in ("jaxrnn._app", "jaxrnn._bench", "jaxrnn.train", "jaxrnn.data", "jaxrnn.flax", "matplotlib",
-                      "tqdm", "jax.experimental.multihost_utils", "jaxrnn._kernels.pallas_gpu",
-                      "jaxrnn._kernels.pallas_tpu", "torch", "flax", "optax"):
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=120
+        ).stdout.split()
+    )
+    for forbidden in (
+        "jaxrnn._app",
+        "jaxrnn._bench",
+        "jaxrnn.train",
+        "jaxrnn.data",
+        "jaxrnn.flax",
+        "matplotlib",
+        "tqdm",
+        "jax.experimental.multihost_utils",
+        "jaxrnn._kernels.pallas_gpu",
+        "jaxrnn._kernels.pallas_tpu",
+        "torch",
+        "flax",
+        "optax",
+    ):
         assert not any(m == forbidden or m.startswith(forbidden + ".") for m in loaded), forbidden
     assert "jaxrnn._core.loop" in loaded and "jaxrnn._kernels.registry" in loaded

@@ -50,7 +50,9 @@ def test_per_layer_sizes_and_residual_connections():
     params = model.init(jax.random.PRNGKey(0), dtype=jnp.float64)
     assert model.num_layers == 3 and model.layer_input_sizes == (4, 4, 4)
     xs = _inputs(4)
-    assert_trees_close(model.apply(params, xs, LENGTHS), _by_hand(model, params, xs, LENGTHS, residual=True), rtol=1e-13)
+    assert_trees_close(
+        model.apply(params, xs, LENGTHS), _by_hand(model, params, xs, LENGTHS, residual=True), rtol=1e-13
+    )
     sized = jr.LSTM(3, [8, 5, 2], bidirectional=True)
     assert sized.layer_input_sizes == (3, 16, 10) and sized.output_size == 4
     ys, finals = sized.apply(sized.init(jax.random.PRNGKey(0), dtype=jnp.float64), _inputs())

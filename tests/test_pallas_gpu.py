@@ -16,11 +16,11 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import kernel_oracle as ref
 import numpy as np
 import pytest
 from kernel_oracle import inputs as reference_inputs
 
-import kernel_oracle as ref
 from jaxrnn._kernels import pallas_gpu as gpu
 
 pytestmark = pytest.mark.skipif(not gpu.AVAILABLE, reason=str(gpu.WHY_UNAVAILABLE))
@@ -93,7 +93,9 @@ def test_zero_steps_need_no_kernel():
     px, w_hh, b_hh, h0, c0, mask, d_h_all, d_c_last = _inputs("lstm", 0, 2, 8, with_mask=False)
     h_all, c_all, rec_all = gpu.forward("lstm", px, w_hh, b_hh, h0, c0, None)
     assert h_all.shape == c_all.shape == (0, 2, 8) and rec_all.shape == (0, 2, 32)
-    d_px, d_rec, d_h0, d_c0 = gpu.backward("lstm", px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, None, d_h_all, d_c_last)
+    d_px, d_rec, d_h0, d_c0 = gpu.backward(
+        "lstm", px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, None, d_h_all, d_c_last
+    )
     assert d_px.shape == d_rec.shape == (0, 2, 32)
     np.testing.assert_array_equal(d_h0, jnp.zeros_like(h0))
     np.testing.assert_array_equal(d_c0, d_c_last)
@@ -108,11 +110,11 @@ def _lower_for_cuda(capsys, kind, pass_, shape, w_dtype, precision, launch):
     opts = dict(precision=precision, debug=True, **launch)
     if pass_ == "forward":
         args = (px, w_hh, b_hh, h0, c0, mask)
-        fn = lambda *a: gpu.forward(kind, *a, **opts)  # noqa: E731
+        fn = lambda *a: gpu.forward(kind, *a, **opts)
     else:
         h_all, c_all, rec_all = ref.forward(kind, px, w_hh, b_hh, h0, c0, mask)
         args = (px, rec_all, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last)
-        fn = lambda *a: gpu.backward(kind, *a, truncate=2, **opts)  # noqa: E731
+        fn = lambda *a: gpu.backward(kind, *a, truncate=2, **opts)
     capsys.readouterr()
     traced = jax.jit(fn).trace(*args)
     hlo = traced.lower(lowering_platforms=("cuda",)).as_text()
@@ -248,8 +250,18 @@ def test_backward_rejects_bad_arguments():
     px, w_hh, b_hh, h0, c0, mask, d_h_all, d_c_last = _inputs("lstm", 5, 3, 20, with_mask=True)
     h_all, c_all, rec_all = ref.forward("lstm", px, w_hh, b_hh, h0, c0, mask)
     args = dict(
-        kind="lstm", px=px, rec_all=rec_all, w_hh=w_hh, b_hh=b_hh, h0=h0, c0=c0, h_all=h_all, c_all=c_all, mask=mask,
-        d_h_all=d_h_all, d_c_last=d_c_last,
+        kind="lstm",
+        px=px,
+        rec_all=rec_all,
+        w_hh=w_hh,
+        b_hh=b_hh,
+        h0=h0,
+        c0=c0,
+        h_all=h_all,
+        c_all=c_all,
+        mask=mask,
+        d_h_all=d_h_all,
+        d_c_last=d_c_last,
     )
     cases = [
         ({"truncate": 0}, "truncate must be a positive int or None, got 0"),

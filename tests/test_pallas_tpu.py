@@ -13,10 +13,10 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import kernel_oracle as ref
 import numpy as np
 import pytest
 
-import kernel_oracle as ref
 from jaxrnn._kernels import pallas_tpu as tpu
 
 pytestmark = pytest.mark.skipif(not tpu.AVAILABLE, reason=str(tpu.WHY_UNAVAILABLE))
@@ -111,7 +111,13 @@ def test_kernels_equal_the_reference(kind, shape, tiles, with_mask, truncate):
 def test_bfloat16_products_equal_the_reference(kind, w_dtype, precision):
     """bfloat16 weights, or "fast" (weights rounded to bfloat16 before the kernel), as the reference does."""
     _check_against_reference(
-        kind, (5, 3, 20), with_mask=True, truncate=None, tiles={"time_block": 2}, tol=2e-3, w_dtype=w_dtype,
+        kind,
+        (5, 3, 20),
+        with_mask=True,
+        truncate=None,
+        tiles={"time_block": 2},
+        tol=2e-3,
+        w_dtype=w_dtype,
         precision=precision,
     )
 
@@ -187,8 +193,13 @@ def test_unsupported_states_the_hidden_size_limit(kind, largest):
 
 @pytest.mark.parametrize(
     "kind, shape, w_dtype",
-    [("lstm", (4096, 16, 256), F32), ("gru", (2048, 64, 512), F32), ("lstm", (100, 1000, 1536), F32),
-     ("lstm", (3, 300, 2048), BF16), ("elman_tanh", (8192, 1, 128), F32)],
+    [
+        ("lstm", (4096, 16, 256), F32),
+        ("gru", (2048, 64, 512), F32),
+        ("lstm", (100, 1000, 1536), F32),
+        ("lstm", (3, 300, 2048), BF16),
+        ("elman_tanh", (8192, 1, 128), F32),
+    ],
 )
 def test_default_tiles_fit_vmem_and_pad_little(kind, shape, w_dtype):
     num_steps, batch, hidden = shape

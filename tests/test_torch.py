@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jaxrnn as jr
+
 from_torch, to_torch = jr.from_torch, jr.to_torch
 
 torch = pytest.importorskip("torch")
@@ -39,8 +40,13 @@ layouts = pytest.mark.parametrize("batch_first", [True, False], ids=["batch_firs
 def make_module(kind, num_layers=2, bidirectional=False, batch_first=True, seed=0, dtype=torch.float64, **kw):
     torch.manual_seed(seed)
     return MODULES[kind](
-        input_size=I, hidden_size=H, num_layers=num_layers, bidirectional=bidirectional,
-        batch_first=batch_first, dtype=dtype, **kw,
+        input_size=I,
+        hidden_size=H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        dtype=dtype,
+        **kw,
     )
 
 

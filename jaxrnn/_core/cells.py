@@ -26,7 +26,8 @@ A user-defined cell needs only ``init``, ``initial_state`` and ``step``; see
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,10 +78,10 @@ class Cell(NamedTuple):
     init: Callable[..., Any]
     initial_state: Callable[..., Any]
     step: Callable[..., Any]
-    project: Optional[Callable[..., Any]] = None
-    project_state: Optional[Callable[..., Any]] = None
-    update: Optional[Callable[..., Any]] = None
-    update_bwd: Optional[Callable[..., Any]] = None
+    project: Callable[..., Any] | None = None
+    project_state: Callable[..., Any] | None = None
+    update: Callable[..., Any] | None = None
+    update_bwd: Callable[..., Any] | None = None
     name: str = "cell"
 
 
@@ -280,10 +281,10 @@ def _linear_cell(name: str, kind: str, hidden_size: int, bias_init: Callable[[in
 
 # step -> the kind and the functions of the built-in cell that step belongs to. A cell whose
 # functions were replaced (cell._replace(update=...)) no longer matches and runs its own functions.
-_BUILTIN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BUILTIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def builtin_kind(cell) -> Optional[str]:
+def builtin_kind(cell) -> str | None:
     """The kind (:data:`jaxrnn._core.gates.KINDS`) of a built-in cell that the fused kernels run, None for any other cell."""
     try:
         entry = _BUILTIN.get(getattr(cell, "step", None))
@@ -330,9 +331,7 @@ def elman(hidden_size: int, *, activation: str = "tanh") -> Cell:
     """
     hidden_size = check_positive_int(hidden_size, "hidden_size")
     if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}."
-        )
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}.")
     kind = f"elman_{activation}"
     return _linear_cell(kind, kind, hidden_size, lambda h: jnp.zeros((h,), jnp.float32))
 
@@ -517,7 +516,7 @@ _READOUT_ACTIVATIONS = {
 }
 
 
-def readout(output_size: int, *, activation: Optional[str] = None) -> Readout:
+def readout(output_size: int, *, activation: str | None = None) -> Readout:
     r"""A readout layer applied to every step's output: :math:`o_t = g(V h_t + c)`.
 
     It is not recurrent, so it runs after :func:`jaxrnn.rnn` on all steps at once

@@ -6,7 +6,7 @@ is one, the fix.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -117,7 +117,7 @@ def check_state(cell, state, batch_shape, dtype):
     return jax.tree_util.tree_unflatten(treedef, checked)
 
 
-def check_lengths(lengths, batch_shape, num_steps: int) -> Optional[jax.Array]:
+def check_lengths(lengths, batch_shape, num_steps: int) -> jax.Array | None:
     """``lengths`` as int32 ``[*batch]``, values checked to lie in ``[0, T]`` when concrete."""
     if lengths is None:
         return None
@@ -127,8 +127,7 @@ def check_lengths(lengths, batch_shape, num_steps: int) -> Optional[jax.Array]:
         raise TypeError(f"lengths must be an integer array, got dtype {lengths.dtype}.")
     if tuple(lengths.shape) != batch_shape:
         raise ValueError(
-            f"lengths must have shape {batch_shape} (one length per sequence in xs), "
-            f"got shape {tuple(lengths.shape)}."
+            f"lengths must have shape {batch_shape} (one length per sequence in xs), got shape {tuple(lengths.shape)}."
         )
     if _is_concrete(lengths):
         values = np.asarray(lengths)

@@ -25,7 +25,7 @@ Notation (``a`` the pre-activations, ``px`` the input projection
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,7 @@ NUM_GATES = {"elman_tanh": 1, "elman_relu": 1, "lstm": 4, "gru": 3}
 NUM_ACTIVATIONS = {"elman_tanh": 1, "elman_relu": 1, "lstm": 4, "gru": 4}
 
 
-def forward_blocks(kind: str, px: Sequence[Array], rec: Sequence[Array], h: Array, c: Optional[Array]):
+def forward_blocks(kind: str, px: Sequence[Array], rec: Sequence[Array], h: Array, c: Array | None):
     """One step from per-gate blocks: ``(h_new, c_new, act)``.
 
     ``c`` and ``c_new`` are the LSTM's cell state (None for the other kinds);
@@ -69,7 +69,7 @@ def forward_blocks(kind: str, px: Sequence[Array], rec: Sequence[Array], h: Arra
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
 
 
-def reverse_blocks(kind: str, act: Sequence[Array], h: Array, c: Optional[Array], c_new: Optional[Array], dh, dc):
+def reverse_blocks(kind: str, act: Sequence[Array], h: Array, c: Array | None, c_new: Array | None, dh, dc):
     r"""One step's reverse from the activations of :func:`forward_blocks`.
 
     ``h``, ``c``: the state entering the step; ``c_new``: the LSTM cell state after
@@ -114,7 +114,7 @@ def _join(blocks: list) -> Array:
     return blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks, axis=-1)
 
 
-def forward(kind: str, px: Array, rec: Array, h: Array, c: Optional[Array]):
+def forward(kind: str, px: Array, rec: Array, h: Array, c: Array | None):
     """:func:`forward_blocks` on concatenated gates ``px, rec [*batch, G*H]``: ``(h_new, c_new, act)``.
 
     ``act`` is the activations concatenated, ``[*batch, A*H]`` with ``A`` =
@@ -125,7 +125,7 @@ def forward(kind: str, px: Array, rec: Array, h: Array, c: Optional[Array]):
     return h_new, c_new, _join(act)
 
 
-def reverse(kind: str, act: Array, h: Array, c: Optional[Array], c_new: Optional[Array], dh, dc):
+def reverse(kind: str, act: Array, h: Array, c: Array | None, c_new: Array | None, dh, dc):
     """:func:`reverse_blocks` on concatenated activations: ``(d_px, d_rec, dh_direct, dc_prev)``.
 
     ``d_px`` and ``d_rec`` are concatenated ``[*batch, G*H]`` and the same array
@@ -136,7 +136,7 @@ def reverse(kind: str, act: Array, h: Array, c: Optional[Array], c_new: Optional
     return d_px_all, (d_px_all if d_rec is d_px else _join(d_rec)), dh_direct, dc_prev
 
 
-def step_backward(kind: str, px: Array, rec: Array, h: Array, c: Optional[Array], dh, dc):
+def step_backward(kind: str, px: Array, rec: Array, h: Array, c: Array | None, dh, dc):
     """One step's reverse from the projections (the activations are recomputed).
 
     Returns ``(d_px, d_rec, dh_direct, dc_prev)`` as :func:`reverse`, with

@@ -35,7 +35,7 @@ What each implementation's forward keeps for its reverse is its own business
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Optional, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -226,8 +226,7 @@ class KernelSteps(NamedTuple):
         options = self._options()
 
         def run(px, w_hh, b_hh, h0, c0, mask):
-            return self.kernel.forward(kind, px, w_hh, b_hh, h0, c0, mask, residuals=self.strategy.residuals,
-                                       **options)
+            return self.kernel.forward(kind, px, w_hh, b_hh, h0, c0, mask, residuals=self.strategy.residuals, **options)
 
         c0 = state.c if lstm else None
         h_all, c_all, residual = self._call(
@@ -242,8 +241,22 @@ class KernelSteps(NamedTuple):
         options = self._options()
 
         def run(px, kernel_residual, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last):
-            return self.kernel.backward(kind, px, kernel_residual, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all,
-                                        d_c_last, truncate=self.strategy.truncate, **options)
+            return self.kernel.backward(
+                kind,
+                px,
+                kernel_residual,
+                w_hh,
+                b_hh,
+                h0,
+                c0,
+                h_all,
+                c_all,
+                mask,
+                d_h_all,
+                d_c_last,
+                truncate=self.strategy.truncate,
+                **options,
+            )
 
         c0 = state.c if lstm else None
         d_h_all = zero_where_masked(mask, d_ys.astype(h_all.dtype)).at[-1].add(d_final.h.astype(h_all.dtype))
@@ -253,7 +266,9 @@ class KernelSteps(NamedTuple):
         d_state0 = LSTMState(d_h0, d_c0) if lstm else HiddenState(d_h0)
         d_state0 = tree_map(lambda d, s: d.astype(s.dtype), d_state0, state)
         h_prev = jnp.concatenate([state.h[None], h_all[:-1]], axis=0)
-        states_prev = LSTMState(h_prev, jnp.concatenate([state.c[None], c_all[:-1]], axis=0)) if lstm else HiddenState(h_prev)
+        states_prev = (
+            LSTMState(h_prev, jnp.concatenate([state.c[None], c_all[:-1]], axis=0)) if lstm else HiddenState(h_prev)
+        )
         return d_px, d_rec, d_state0, None, states_prev
 
 
@@ -355,7 +370,7 @@ def _remat_chunks(steps: Steps, params, state, xs, lengths):
     return ys, state
 
 
-def run(cell, strategy: Strategy, params, state, xs, lengths: Optional[jax.Array], *, reverse: bool = False):
+def run(cell, strategy: Strategy, params, state, xs, lengths: jax.Array | None, *, reverse: bool = False):
     """Run ``cell`` over time-major ``xs [T, *batch, I]`` as ``strategy`` says: ``(ys, final_state)``.
 
     ``state`` and ``lengths`` are checked and have the batch shape of ``xs``

@@ -8,8 +8,6 @@ arrays ``[T, *batch, ...]``.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 
@@ -47,7 +45,7 @@ def truncation_cut(t, truncate: int):
     return jnp.logical_and(t > 0, t % truncate == 0)
 
 
-def reverse_within(xs, lengths: Optional[jax.Array]):
+def reverse_within(xs, lengths: jax.Array | None):
     """Reverse time-major ``xs [T, *batch, ...]`` within each sequence's length.
 
     Padding stays at the end: step t < L maps to L - 1 - t, steps t >= L stay. The

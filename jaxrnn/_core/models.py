@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -112,16 +113,16 @@ class StackedRNN:
         self,
         params: tuple,
         xs: jax.Array,
-        lengths: Optional[jax.Array] = None,
-        key: Optional[jax.Array] = None,
+        lengths: jax.Array | None = None,
+        key: jax.Array | None = None,
         *,
-        state: Optional[tuple] = None,
-        time_major: Optional[bool] = None,
+        state: tuple | None = None,
+        time_major: bool | None = None,
         grad: str = "bptt",
-        truncate: Optional[int] = None,
-        unroll: Optional[int] = None,
+        truncate: int | None = None,
+        unroll: int | None = None,
         residuals: str = "gates",
-        remat: Optional[int] = None,
+        remat: int | None = None,
         backend: Any = "auto",
     ) -> tuple:
         """Run the stack.
@@ -142,7 +143,11 @@ class StackedRNN:
         """
         time_major = self.time_major if time_major is None else time_major
         if not isinstance(params, (tuple, list)) or len(params) != self.num_layers:
-            got = f"a {type(params).__name__} of length {len(params)}" if isinstance(params, (tuple, list)) else type(params).__name__
+            got = (
+                f"a {type(params).__name__} of length {len(params)}"
+                if isinstance(params, (tuple, list))
+                else type(params).__name__
+            )
             raise ValueError(f"params must be a tuple with one entry per layer ({self.num_layers}), got {got}.")
         if state is not None and (not isinstance(state, (tuple, list)) or len(state) != self.num_layers):
             raise ValueError(
@@ -151,8 +156,16 @@ class StackedRNN:
             )
         use_dropout = key is not None and self.dropout > 0.0
         keys = jax.random.split(key, self.num_layers) if key is not None and use_dropout else [None] * self.num_layers
-        run = dict(lengths=lengths, time_major=time_major, grad=grad, truncate=truncate, unroll=unroll,
-                   residuals=residuals, remat=remat, backend=backend)
+        run = dict(
+            lengths=lengths,
+            time_major=time_major,
+            grad=grad,
+            truncate=truncate,
+            unroll=unroll,
+            residuals=residuals,
+            remat=remat,
+            backend=backend,
+        )
         finals = []
         inputs = xs
         for layer, (cell, layer_params) in enumerate(zip(self.cells, params)):
@@ -214,8 +227,8 @@ _DOC_OPTIONS = """
 
 def LSTM(
     input_size: int,
-    hidden_size: Union[int, Sequence[int]],
-    num_layers: Optional[int] = None,
+    hidden_size: int | Sequence[int],
+    num_layers: int | None = None,
     *,
     bidirectional: bool = False,
     merge: str = "concat",
@@ -235,15 +248,22 @@ def LSTM(
         return _cells.lstm(h, forget_bias=forget_bias)
 
     return _stack(
-        make, input_size, hidden_size, num_layers, bidirectional=bidirectional, merge=merge,
-        dropout=dropout, residual=residual, time_major=time_major,
+        make,
+        input_size,
+        hidden_size,
+        num_layers,
+        bidirectional=bidirectional,
+        merge=merge,
+        dropout=dropout,
+        residual=residual,
+        time_major=time_major,
     )
 
 
 def GRU(
     input_size: int,
-    hidden_size: Union[int, Sequence[int]],
-    num_layers: Optional[int] = None,
+    hidden_size: int | Sequence[int],
+    num_layers: int | None = None,
     *,
     bidirectional: bool = False,
     merge: str = "concat",
@@ -253,15 +273,22 @@ def GRU(
 ) -> StackedRNN:
     """A stack of GRU layers (:func:`jaxrnn.gru`), the counterpart of ``torch.nn.GRU``."""
     return _stack(
-        _cells.gru, input_size, hidden_size, num_layers, bidirectional=bidirectional, merge=merge,
-        dropout=dropout, residual=residual, time_major=time_major,
+        _cells.gru,
+        input_size,
+        hidden_size,
+        num_layers,
+        bidirectional=bidirectional,
+        merge=merge,
+        dropout=dropout,
+        residual=residual,
+        time_major=time_major,
     )
 
 
 def RNN(
     input_size: int,
-    hidden_size: Union[int, Sequence[int]],
-    num_layers: Optional[int] = None,
+    hidden_size: int | Sequence[int],
+    num_layers: int | None = None,
     *,
     activation: str = "tanh",
     bidirectional: bool = False,
@@ -274,13 +301,24 @@ def RNN(
     "relu"), the counterpart of ``torch.nn.RNN``.
     """
     return _stack(
-        lambda h: _cells.elman(h, activation=activation), input_size, hidden_size, num_layers,
-        bidirectional=bidirectional, merge=merge, dropout=dropout, residual=residual, time_major=time_major,
+        lambda h: _cells.elman(h, activation=activation),
+        input_size,
+        hidden_size,
+        num_layers,
+        bidirectional=bidirectional,
+        merge=merge,
+        dropout=dropout,
+        residual=residual,
+        time_major=time_major,
     )
 
 
 for _factory in (LSTM, GRU, RNN):
-    _factory.__doc__ = (_factory.__doc__ or "").rstrip() + "\n" + _DOC_OPTIONS + """
+    _factory.__doc__ = (
+        (_factory.__doc__ or "").rstrip()
+        + "\n"
+        + _DOC_OPTIONS
+        + """
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
       >>> model = jr.{name}(input_size=4, hidden_size=8, num_layers=2, bidirectional=True)
@@ -289,3 +327,4 @@ for _factory in (LSTM, GRU, RNN):
       >>> ys.shape, len(finals)
       ((3, 5, 16), 2)
     """.replace("{name}", _factory.__name__)
+    )

@@ -7,13 +7,14 @@ everything to :func:`jaxrnn._core.loop.run`.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn._core import loop, strategy as strategies
+from jaxrnn._core import loop
+from jaxrnn._core import strategy as strategies
 from jaxrnn._core.checks import carry_dtype, check_lengths, check_params_dtype, check_state, check_xs
 
 tree_map = jax.tree_util.tree_map
@@ -29,10 +30,10 @@ def rnn(
     reverse: bool = False,
     time_major: bool = False,
     grad: str = "bptt",
-    truncate: Optional[int] = None,
-    unroll: Optional[int] = None,
+    truncate: int | None = None,
+    unroll: int | None = None,
     residuals: str = "gates",
-    remat: Optional[int] = None,
+    remat: int | None = None,
     backend: Any = "auto",
 ) -> tuple[Any, Any]:
     r"""Run ``cell`` over a batch of sequences.
@@ -120,8 +121,16 @@ def rnn(
     xs_tm, batch_shape = check_xs(xs, time_major)
     dtype, w_dtype = check_params_dtype(params, xs_tm.dtype)
     strategy = strategies.resolve(
-        cell, grad=grad, truncate=truncate, remat=remat, residuals=residuals, unroll=unroll, backend=backend,
-        batch=batch_shape[0] if batch_shape else 1, w_dtype=w_dtype, xs_dtype=xs_tm.dtype,
+        cell,
+        grad=grad,
+        truncate=truncate,
+        remat=remat,
+        residuals=residuals,
+        unroll=unroll,
+        backend=backend,
+        batch=batch_shape[0] if batch_shape else 1,
+        w_dtype=w_dtype,
+        xs_dtype=xs_tm.dtype,
     )
     if state is None:
         state = cell.initial_state(batch_shape, dtype=dtype)
@@ -143,9 +152,9 @@ def check_bptt(
     lengths=None,
     reverse: bool = False,
     time_major: bool = False,
-    truncate: Optional[int] = None,
+    truncate: int | None = None,
     residuals: str = "gates",
-    rtol: Optional[float] = None,
+    rtol: float | None = None,
     seed: int = 0,
 ) -> float:
     """Check that ``grad="bptt"`` gives the gradients of ``grad="autodiff"`` for a cell.

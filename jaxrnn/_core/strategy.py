@@ -11,7 +11,7 @@ and one line in :func:`jaxrnn._core.loop.dispatch`.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,15 +52,15 @@ class Strategy(NamedTuple):
     """
 
     grad: str = "bptt"  # "bptt" (hand-written reverse) | "autodiff" (jax.grad of the plain scan)
-    truncate: Optional[int] = None  # gradient horizon in steps, or None
-    remat: Optional[int] = None  # recompute chunks of this many steps in the backward pass, or None
+    truncate: int | None = None  # gradient horizon in steps, or None
+    remat: int | None = None  # recompute chunks of this many steps in the backward pass, or None
     residuals: str = "gates"  # what the forward keeps for the reverse: "gates" | "states"
-    unroll: Union[int, bool] = 1  # lax.scan unroll of the sequential loops
+    unroll: int | bool = 1  # lax.scan unroll of the sequential loops
     solver: str = "sequential"  # how the forward covers time
-    backend: Union[str, Pallas] = "xla"  # the kernel of a sequential loop: "xla" or a Pallas with its target
+    backend: str | Pallas = "xla"  # the kernel of a sequential loop: "xla" or a Pallas with its target
 
 
-def check_backend(backend) -> Union[str, Pallas]:
+def check_backend(backend) -> str | Pallas:
     """``backend`` as ``"auto"``, ``"xla"`` or a checked :class:`Pallas`; a ValueError for anything else."""
     if isinstance(backend, Pallas):
         return backend.checked()
@@ -92,7 +92,7 @@ def _check_options(grad, truncate, remat, residuals, unroll, solver):
     return truncate, remat, unroll
 
 
-def _dtype_problem(w_dtype, xs_dtype) -> Optional[str]:
+def _dtype_problem(w_dtype, xs_dtype) -> str | None:
     if jnp.dtype(xs_dtype) == jnp.float64 or jnp.dtype(w_dtype) == jnp.float64:
         return "the kernels compute in float32 (and bfloat16); float64 runs on the XLA path"
     return None
@@ -158,12 +158,12 @@ def resolve(
     cell,
     *,
     grad: str = "bptt",
-    truncate: Optional[int] = None,
-    remat: Optional[int] = None,
+    truncate: int | None = None,
+    remat: int | None = None,
     residuals: str = "gates",
-    unroll: Optional[Union[int, bool]] = None,
+    unroll: int | bool | None = None,
     solver: str = "sequential",
-    backend: Union[str, Pallas] = "auto",
+    backend: str | Pallas = "auto",
     batch: int = 1,
     w_dtype=jnp.float32,
     xs_dtype=jnp.float32,
@@ -181,5 +181,6 @@ def resolve(
     """
     truncate, remat, unroll = _check_options(grad, truncate, remat, residuals, unroll, solver)
     backend = _resolve_backend(check_backend(backend), cell, grad, residuals, batch, w_dtype, xs_dtype)
-    return Strategy(grad=grad, truncate=truncate, remat=remat, residuals=residuals, unroll=unroll, solver=solver,
-                    backend=backend)
+    return Strategy(
+        grad=grad, truncate=truncate, remat=remat, residuals=residuals, unroll=unroll, solver=solver, backend=backend
+    )

@@ -18,10 +18,9 @@ when one of these functions is called.
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn._core.cells import CellParams
 from jaxrnn._core.models import GRU, LSTM, RNN, Bidirectional, StackedRNN
@@ -164,8 +163,7 @@ def _check_convertible(model) -> tuple:
     """The torch class name, constructor extras, gate count and hidden size of ``model``."""
     if not isinstance(model, StackedRNN):
         raise TypeError(
-            f"to_torch expects a jaxrnn.StackedRNN (made by jr.LSTM, jr.GRU or jr.RNN), got "
-            f"{type(model).__name__}."
+            f"to_torch expects a jaxrnn.StackedRNN (made by jr.LSTM, jr.GRU or jr.RNN), got {type(model).__name__}."
         )
     names = tuple(getattr(cell, "name", type(cell).__name__) for cell in model.cells)
     if "layer_norm_lstm" in names:
@@ -191,8 +189,7 @@ def _check_convertible(model) -> tuple:
         )
     if model.residual and model.num_layers > 1:
         raise ValueError(
-            "to_torch cannot convert residual=True: torch modules have no residual connections "
-            "between layers."
+            "to_torch cannot convert residual=True: torch modules have no residual connections between layers."
         )
     cls, extra, gates = _TORCH_KINDS[names[0]]
     return cls, extra, gates, hidden_sizes[0]

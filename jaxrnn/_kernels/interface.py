@@ -36,7 +36,7 @@ Shapes (``T`` steps, ``B`` batch, ``H`` hidden size, ``G`` gates):
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 PRECISIONS = ("highest", "fast")
 
@@ -54,19 +54,38 @@ class Kernel(Protocol):
     """
 
     AVAILABLE: bool
-    WHY_UNAVAILABLE: Optional[str]
+    WHY_UNAVAILABLE: str | None
     RESIDUALS: tuple
 
-    def unsupported(self, kind: str, batch: int, hidden_size: int, w_dtype: Any, precision: str) -> Optional[str]:
+    def unsupported(self, kind: str, batch: int, hidden_size: int, w_dtype: Any, precision: str) -> str | None:
         """Why this kernel cannot run the configuration; None when it can."""
 
     def needs_px(self, residuals: str) -> bool:
         """Whether :meth:`backward` reads ``px`` (else the time loop does not keep it)."""
 
-    def forward(self, kind: str, px, w_hh, b_hh, h0, c0, mask, *, residuals: str, precision: str,
-                interpret: bool, unroll: int) -> tuple:
+    def forward(
+        self, kind: str, px, w_hh, b_hh, h0, c0, mask, *, residuals: str, precision: str, interpret: bool, unroll: int
+    ) -> tuple:
         """``(h_all, c_all, residual)``."""
 
-    def backward(self, kind: str, px, residual, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last, *,
-                 truncate: Optional[int], precision: str, interpret: bool, unroll: int) -> tuple:
+    def backward(
+        self,
+        kind: str,
+        px,
+        residual,
+        w_hh,
+        b_hh,
+        h0,
+        c0,
+        h_all,
+        c_all,
+        mask,
+        d_h_all,
+        d_c_last,
+        *,
+        truncate: int | None,
+        precision: str,
+        interpret: bool,
+        unroll: int,
+    ) -> tuple:
         """``(d_px, d_rec, d_h0, d_c0)``."""

@@ -87,7 +87,6 @@ be swept on a device; none has been measured yet):
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -105,9 +104,9 @@ try:
         from jax.experimental.pallas import triton as _triton
     except ImportError:  # older jax named it "gpu" (with TritonCompilerParams)
         from jax.experimental.pallas import gpu as _triton  # type: ignore[attr-defined,no-redef]
-    _CompilerParams = getattr(_triton, "CompilerParams", None) or getattr(_triton, "TritonCompilerParams")
+    _CompilerParams = getattr(_triton, "CompilerParams", None) or _triton.TritonCompilerParams
     AVAILABLE = True
-    WHY_UNAVAILABLE: Optional[str] = None
+    WHY_UNAVAILABLE: str | None = None
 except Exception as err:  # any failure here means: no Pallas Triton in this jax
     pl = None  # type: ignore[assignment]
     _CompilerParams = None
@@ -135,7 +134,7 @@ def needs_px(residuals: str) -> bool:
     return True
 
 
-def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str = "highest") -> Optional[str]:
+def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str = "highest") -> str | None:
     """Why the kernels cannot run this configuration, or None when they can."""
     if not AVAILABLE:
         return WHY_UNAVAILABLE
@@ -437,8 +436,8 @@ def forward(
     precision: str = "highest",
     interpret: bool = False,
     unroll: int = 1,
-    block_batch: Optional[int] = None,
-    num_warps: Optional[int] = None,
+    block_batch: int | None = None,
+    num_warps: int | None = None,
     num_stages: int = 2,
     debug: bool = False,
 ):
@@ -497,12 +496,12 @@ def backward(
     d_h_all,
     d_c_last,
     *,
-    truncate: Optional[int] = None,
+    truncate: int | None = None,
     precision: str = "highest",
     interpret: bool = False,
     unroll: int = 1,
-    block_batch: Optional[int] = None,
-    num_warps: Optional[int] = None,
+    block_batch: int | None = None,
+    num_warps: int | None = None,
     num_stages: int = 2,
     debug: bool = False,
 ):

@@ -67,7 +67,7 @@ False, ``WHY_UNAVAILABLE`` says why, and the functions raise a RuntimeError.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,12 +84,12 @@ try:
 
     # Names moved between JAX versions: CompilerParams was TPUCompilerParams (JAX < 0.6),
     # pltpu.VMEM was pltpu.TPUMemorySpace.VMEM.
-    _CompilerParams = getattr(pltpu, "CompilerParams", None) or getattr(pltpu, "TPUCompilerParams")
-    _VMEM = getattr(pltpu, "VMEM", None) or getattr(pltpu, "TPUMemorySpace").VMEM
+    _CompilerParams = getattr(pltpu, "CompilerParams", None) or pltpu.TPUCompilerParams
+    _VMEM = getattr(pltpu, "VMEM", None) or pltpu.TPUMemorySpace.VMEM
     _InterpretParams = getattr(pltpu, "InterpretParams", None)
 except (ImportError, AttributeError) as e:  # pragma: no cover - depends on the installed JAX
     AVAILABLE = False
-    WHY_UNAVAILABLE: Optional[str] = f"jax.experimental.pallas.tpu is not usable in JAX {jax.__version__}: {e}"
+    WHY_UNAVAILABLE: str | None = f"jax.experimental.pallas.tpu is not usable in JAX {jax.__version__}: {e}"
 else:
     AVAILABLE = True
     WHY_UNAVAILABLE = None
@@ -171,7 +171,7 @@ def needs_px(residuals: str) -> bool:
     return True
 
 
-def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str = "highest") -> Optional[str]:
+def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str = "highest") -> str | None:
     """Why the TPU kernels cannot run this layer, or None when they can.
 
     The limit is VMEM: the recurrent weights stay there for the whole sequence
@@ -202,8 +202,12 @@ def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str
 def _plan(kind, steps, batch, hidden, w_dtype, time_block, batch_block) -> _Plan:
     hidden_padded = round_up(hidden, _LANES)
     batch_rows = round_up(batch, _SUBLANES)
-    want_time = DEFAULT_TIME_BLOCK if time_block is None else check_positive_int(time_block, "time_block", allow_none=True)
-    want_batch = DEFAULT_BATCH_BLOCK if batch_block is None else check_positive_int(batch_block, "batch_block", allow_none=True)
+    want_time = (
+        DEFAULT_TIME_BLOCK if time_block is None else check_positive_int(time_block, "time_block", allow_none=True)
+    )
+    want_batch = (
+        DEFAULT_BATCH_BLOCK if batch_block is None else check_positive_int(batch_block, "batch_block", allow_none=True)
+    )
     if batch_block is not None and batch_block % _SUBLANES:
         raise ValueError(f"batch_block must be a multiple of {_SUBLANES} (TPU sublanes), got {batch_block}.")
     tiles = _shrink(
@@ -370,7 +374,7 @@ def _forward_kernel(*all_refs, kind: str, plan: _Plan, has_mask: bool):
     lax.fori_loop(jnp.int32(0), jnp.int32(plan.time_block), step, jnp.int32(0))
 
 
-def _backward_kernel(*all_refs, kind: str, plan: _Plan, has_mask: bool, truncate: Optional[int]):
+def _backward_kernel(*all_refs, kind: str, plan: _Plan, has_mask: bool, truncate: int | None):
     lstm, gru = kind == "lstm", kind == "gru"
     saves_state = lstm or gru  # the gate reverse needs c_{t-1} (LSTM) or h_{t-1} (GRU)
     refs = iter(all_refs)
@@ -536,8 +540,8 @@ def forward(
     precision: str = "highest",
     interpret: Any = False,
     unroll: int = 1,
-    time_block: Optional[int] = None,
-    batch_block: Optional[int] = None,
+    time_block: int | None = None,
+    batch_block: int | None = None,
 ):
     """The fused forward pass on TPU: ``(h_all, c_all, rec_all)``; see :mod:`jaxrnn._kernels.interface`.
 
@@ -600,12 +604,12 @@ def backward(
     d_h_all,
     d_c_last,
     *,
-    truncate: Optional[int] = None,
+    truncate: int | None = None,
     precision: str = "highest",
     interpret: Any = False,
     unroll: int = 1,
-    time_block: Optional[int] = None,
-    batch_block: Optional[int] = None,
+    time_block: int | None = None,
+    batch_block: int | None = None,
 ):
     """The fused backward pass on TPU: ``(d_px, d_rec, d_h0, d_c0)``; see :mod:`jaxrnn._kernels.interface`.
 

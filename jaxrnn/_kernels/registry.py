@@ -7,7 +7,7 @@ and one line in :data:`_MODULES`.
 from __future__ import annotations
 
 import importlib
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from jaxrnn._kernels.interface import PRECISIONS
 
@@ -50,11 +50,11 @@ class Pallas(NamedTuple):
       Pallas(target='tpu', interpret=True, precision='highest')
     """
 
-    target: Optional[str] = None
+    target: str | None = None
     interpret: bool = False
     precision: str = "highest"
 
-    def checked(self) -> "Pallas":
+    def checked(self) -> Pallas:
         """This value, or a ValueError naming the field that is out of range."""
         if self.target is not None and self.target not in TARGETS:
             raise ValueError(f"Pallas target must be one of {TARGETS} or None, got {self.target!r}.")
@@ -68,6 +68,6 @@ def kernel(name: str):
     return importlib.import_module(_MODULES[name])
 
 
-def pallas_target(platform: str) -> Optional[str]:
+def pallas_target(platform: str) -> str | None:
     """The Pallas kernels for a device platform (``"gpu"`` or ``"tpu"``), None where there are none."""
     return _PLATFORM_TARGET.get(platform)

@@ -9,7 +9,7 @@ through ``jax.shard_map`` when the ambient mesh has this axis.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 from jax.sharding import PartitionSpec as P

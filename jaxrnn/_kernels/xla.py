@@ -21,8 +21,6 @@ The gate equations are :mod:`jaxrnn._core.gates`.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -32,11 +30,11 @@ from jaxrnn._core.checks import carry_dtype
 from jaxrnn._core.masking import select, truncation_cut, zero_where_masked
 
 AVAILABLE = True
-WHY_UNAVAILABLE: Optional[str] = None
+WHY_UNAVAILABLE: str | None = None
 RESIDUALS = ("gates", "states")
 
 
-def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: Optional[str] = None) -> Optional[str]:
+def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str | None = None) -> str | None:
     """Why the kernel cannot run this configuration (never: it runs every kind, shape and dtype)."""
     if kind not in gates.KINDS:
         return f"no kernel for kind {kind!r} (kinds: {gates.KINDS})"
@@ -48,7 +46,7 @@ def needs_px(residuals: str) -> bool:
     return residuals == "states"
 
 
-def _precision(precision: Optional[str]):
+def _precision(precision: str | None):
     return {None: None, "highest": lax.Precision.HIGHEST, "fast": lax.Precision.DEFAULT}[precision]
 
 
@@ -70,13 +68,28 @@ def _dot(a, w, precision):
     """``a @ w[0]`` with ``a`` rounded to ``w[1]``, accumulated in the carry dtype."""
     w, round_to = w
     return lax.dot_general(
-        a.astype(round_to).astype(w.dtype), w, (((1,), (0,)), ((), ())), precision=precision,
+        a.astype(round_to).astype(w.dtype),
+        w,
+        (((1,), (0,)), ((), ())),
+        precision=precision,
         preferred_element_type=carry_dtype(a.dtype),
     )
 
 
-def forward(kind, px, w_hh, b_hh, h0, c0, mask, *, residuals: str = "gates", precision: Optional[str] = None,
-            interpret: bool = False, unroll: int = 1):
+def forward(
+    kind,
+    px,
+    w_hh,
+    b_hh,
+    h0,
+    c0,
+    mask,
+    *,
+    residuals: str = "gates",
+    precision: str | None = None,
+    interpret: bool = False,
+    unroll: int = 1,
+):
     """The kernel's forward: ``(h_all, c_all, residual)``, the residual the saved gates (or None)."""
     del interpret
     w_t = _weights(w_hh.T)  # once, outside the loop
@@ -96,9 +109,25 @@ def forward(kind, px, w_hh, b_hh, h0, c0, mask, *, residuals: str = "gates", pre
     return h_all, c_all, saved
 
 
-def backward(kind, px, residual, w_hh, b_hh, h0, c0, h_all, c_all, mask, d_h_all, d_c_last, *,
-             truncate: Optional[int] = None, precision: Optional[str] = None, interpret: bool = False,
-             unroll: int = 1):
+def backward(
+    kind,
+    px,
+    residual,
+    w_hh,
+    b_hh,
+    h0,
+    c0,
+    h_all,
+    c_all,
+    mask,
+    d_h_all,
+    d_c_last,
+    *,
+    truncate: int | None = None,
+    precision: str | None = None,
+    interpret: bool = False,
+    unroll: int = 1,
+):
     """The kernel's reverse loop: ``(d_px, d_rec, d_h0, d_c0)``.
 
     Reads the gates kept by :func:`forward`; without them (``residuals="states"``)
