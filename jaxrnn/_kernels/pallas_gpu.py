@@ -104,7 +104,7 @@ try:
         from jax.experimental.pallas import triton as _triton
     except ImportError:  # older jax named it "gpu" (with TritonCompilerParams)
         from jax.experimental.pallas import gpu as _triton  # type: ignore[attr-defined,no-redef]
-    _CompilerParams = getattr(_triton, "CompilerParams", None) or _triton.TritonCompilerParams
+    _CompilerParams = getattr(_triton, "CompilerParams", None) or _triton.TritonCompilerParams  # type: ignore[attr-defined]
     AVAILABLE = True
     WHY_UNAVAILABLE: str | None = None
 except Exception as err:  # any failure here means: no Pallas Triton in this jax

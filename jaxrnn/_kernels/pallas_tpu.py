@@ -84,8 +84,8 @@ try:
 
     # Names moved between JAX versions: CompilerParams was TPUCompilerParams (JAX < 0.6),
     # pltpu.VMEM was pltpu.TPUMemorySpace.VMEM.
-    _CompilerParams = getattr(pltpu, "CompilerParams", None) or pltpu.TPUCompilerParams
-    _VMEM = getattr(pltpu, "VMEM", None) or pltpu.TPUMemorySpace.VMEM
+    _CompilerParams = getattr(pltpu, "CompilerParams", None) or pltpu.TPUCompilerParams  # type: ignore[attr-defined]
+    _VMEM = getattr(pltpu, "VMEM", None) or pltpu.TPUMemorySpace.VMEM  # type: ignore[attr-defined]
     _InterpretParams = getattr(pltpu, "InterpretParams", None)
 except (ImportError, AttributeError) as e:  # pragma: no cover - depends on the installed JAX
     AVAILABLE = False
