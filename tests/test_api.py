@@ -1,8 +1,8 @@
 """The public API is pinned, documented, and the README and demo run as written."""
 
 import inspect
-import json
 import io
+import json
 import os
 import pathlib
 import re
@@ -52,8 +52,19 @@ def test_public_api_is_pinned():
 def test_rnn_signature_is_pinned():
     params = inspect.signature(jr.rnn).parameters
     assert list(params) == [
-        "cell", "params", "xs", "state", "lengths", "reverse", "time_major", "grad", "truncate", "unroll", "residuals",
-        "remat", "backend",
+        "cell",
+        "params",
+        "xs",
+        "state",
+        "lengths",
+        "reverse",
+        "time_major",
+        "grad",
+        "truncate",
+        "unroll",
+        "residuals",
+        "remat",
+        "backend",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[4:])
     assert params["grad"].default == "bptt" and params["reverse"].default is False
@@ -95,7 +106,7 @@ def test_readme_setup_commands_match_ci():
 
 
 def test_demo_loss_falls():
-    from jaxrnn.__main__ import train
+    from jaxrnn._app.cli import train
 
     # optax's Adam mixes a Python float with an int32 step count, which strict promotion rejects.
     with jax.numpy_dtype_promotion("standard"):
@@ -105,7 +116,7 @@ def test_demo_loss_falls():
 
 
 def test_demo_rejects_bad_numbers(capsys):
-    from jaxrnn.__main__ import main
+    from jaxrnn._app.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--steps", "0"])
@@ -116,24 +127,45 @@ def test_demo_rejects_bad_numbers(capsys):
 def test_train_command_runs_a_real_task_and_resumes(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "jaxrnn", "train", "--task", "digits", "--steps", "30", "--eval-every", "10",
-               "--hidden", "16", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "jaxrnn",
+        "train",
+        "--task",
+        "digits",
+        "--steps",
+        "30",
+        "--eval-every",
+        "10",
+        "--hidden",
+        "16",
+        "--out",
+        str(out),
+    ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "done" and summary["steps"] == 30
     assert 0.1 < summary["report"]["test_accuracy"] <= 1.0
     assert {"config.json", "metrics.jsonl", "curves.png", "confusion.png", "summary.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert again.returncode == 0 and "resumed from step 30" in again.stdout + again.stderr
-    other = subprocess.run(command[:-2] + ["--seed", "3", "--out", str(out)], capture_output=True, text=True,
-                           timeout=600, env=env, cwd=tmp_path)
+    other = subprocess.run(
+        command[:-2] + ["--seed", "3", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert other.returncode == 2 and "holds another run" in other.stderr
 
 
 def test_tasks_command_lists_the_tasks(capsys):
-    from jaxrnn.__main__ import main
+    from jaxrnn._app.cli import main
 
     assert main(["tasks"]) == 0
     text = capsys.readouterr().out
@@ -145,9 +177,32 @@ def test_train_command_takes_a_users_csv_series(tmp_path):
     (tmp_path / "series.csv").write_text("value\n" + values + "\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", "jaxrnn", "train", "--task", "series", "--data", "series.csv", "--column", "0",
-         "--steps", "10", "--window", "8", "--hidden", "8", "--out", "run"],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "jaxrnn",
+            "train",
+            "--task",
+            "series",
+            "--data",
+            "series.csv",
+            "--column",
+            "0",
+            "--steps",
+            "10",
+            "--window",
+            "8",
+            "--hidden",
+            "8",
+            "--out",
+            "run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"] == str(tmp_path / "series.csv") and config["column"] == 0  # absolute path, int index
@@ -161,11 +216,14 @@ def test_train_command_takes_a_users_csv_series(tmp_path):
         (["sweep", "--hidden", "32,x"], "x"),
         (["compare", "--cells", "lstm,transformer"], "transformer"),
         (["train", "--task", "nope"], "jaxrnn train: error: unknown task 'nope'"),
-        (["train", "--task", "adding", "--cell", "rnn", "--out", "unused"], "--cell must be one of lstm, gru, elman, got 'rnn'"),
+        (
+            ["train", "--task", "adding", "--cell", "rnn", "--out", "unused"],
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'rnn'",
+        ),
     ],
 )
 def test_training_commands_report_bad_input_without_a_traceback(capsys, tmp_path, monkeypatch, argv, message):
-    from jaxrnn.__main__ import main
+    from jaxrnn._app.cli import main
 
     monkeypatch.chdir(tmp_path)
     try:
