@@ -1,5 +1,7 @@
 """Benchmark peers: each one, given jaxrnn's weights, computes jaxrnn's outputs and gradients."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,9 +21,15 @@ CPU_PEERS = [(cell, name) for cell in CELLS for name in available_peers(cell, "c
 HAS_CUDA_PLUGIN = hasattr(gpu_rnn, "compute_rnn_workspace_reserve_space_sizes")
 
 
+@functools.lru_cache
+def _cell(cell_name):
+    """One cell per name, so the jitted jaxrnn reference below compiles once per cell and dtype."""
+    return CELLS[cell_name](H)
+
+
 def _setup(cell_name, dtype, seed=0):
     """jaxrnn's cell, params with distinct random biases (so a wrong merge shows) and inputs."""
-    cell = CELLS[cell_name](H)
+    cell = _cell(cell_name)
     k_p, k_ih, k_hh, k_x = jax.random.split(jax.random.PRNGKey(seed), 4)
     params = cell.init(k_p, I, dtype=dtype)
     scale = jnp.asarray(1.5, dtype)
@@ -35,8 +43,14 @@ def _setup(cell_name, dtype, seed=0):
     return cell, params, xs
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _jaxrnn_loss_and_grad(cell, params, xs):
     return jax.value_and_grad(lambda p, x: jnp.sum(jr.rnn(cell, p, x)[0] ** 2), argnums=(0, 1))(params, xs)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jaxrnn_forward(cell, params, xs):
+    return jr.rnn(cell, params, xs)[0]
 
 
 def _assert_close(got, want, rtol, what):
@@ -48,7 +62,7 @@ def _assert_close(got, want, rtol, what):
 
 def _assert_matches_jaxrnn(cell, params, xs, ys, loss, canonical, d_xs, rtol):
     want_loss, (want_params, want_xs) = _jaxrnn_loss_and_grad(cell, params, xs)
-    _assert_close(ys, jr.rnn(cell, params, xs)[0], rtol, "ys")
+    _assert_close(ys, _jaxrnn_forward(cell, params, xs), rtol, "ys")
     _assert_close(loss, want_loss, rtol, "loss")
     for field in ("w_ih", "w_hh", "b_ih"):
         _assert_close(canonical[field], getattr(want_params, field), rtol, f"grad {field}")

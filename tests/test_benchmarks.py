@@ -14,16 +14,35 @@ from jaxrnn._bench import run as _bench
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _run(args, tmp_path):
+def _run_in_one_process(calls, cwd):
+    """Run ``calls`` (``(module, argv)``: ``module.main(argv)``) in one fresh interpreter, so JAX starts once.
+
+    Returns its stdout; no call may raise or return a non-zero exit code.
+    """
+    script = ("import importlib\nfor module, argv in %r:\n    code = importlib.import_module(module).main(argv)\n"
+              "    assert not isinstance(code, int) or code == 0, (module, argv, code)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    result = subprocess.run([sys.executable, "-c", script % (calls,)], capture_output=True, text=True, timeout=900,
+                            env=env, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return result.stdout
 
 
-def test_bench_quick_checks_every_implementation_and_writes_reports(tmp_path):
-    out = tmp_path / "bench"
-    result = _run(["-m", "jaxrnn", "bench", "--quick", "--out", str(out)], tmp_path)
+def test_bench_command_checks_every_implementation_and_writes_reports(tmp_path):
+    """``jaxrnn bench`` in float32 and in bfloat16, in one subprocess; the checks of each follow."""
+    stdout = _run_in_one_process([
+        # One shape for table and sweep: every implementation of every default cell, checked and reported.
+        ("jaxrnn._app.cli", ["bench", "--quick", "--shapes", "2x8x8", "--sweep", "2x8:8", "--repeats", "1",
+                             "--out", str(tmp_path / "bench")]),
+        ("jaxrnn._app.cli", ["bench", "--precision", "bf16", "--cells", "gru", "--impls",
+                             "jaxrnn-bptt,flax-GRUCell,torch", "--shapes", "2x16x8", "--sweep", "2x8:16",
+                             "--repeats", "2", "--out", str(tmp_path / "bf16")]),
+    ], tmp_path)
+    _check_every_implementation_is_checked_and_reported(tmp_path / "bench", stdout)
+    _check_bfloat16_rows_against_a_float32_reference(tmp_path / "bf16")
+
+
+def _check_every_implementation_is_checked_and_reported(out, stdout):
     data = json.loads((out / "bench.json").read_text())
     impls = {r["impl"] for r in data["rows"]}
     assert {"jaxrnn-bptt", "jaxrnn-autodiff", "flax-OptimizedLSTMCell", "flax-GRUCell", "flax-SimpleCell"} <= impls
@@ -42,15 +61,58 @@ def test_bench_quick_checks_every_implementation_and_writes_reports(tmp_path):
     table = (out / "bench.md").read_text()
     assert "best jaxrnn / best peer" in table and "Sequence-length sweep" in table
     assert sorted(p.name for p in out.glob("*.png")) == ["sweep_elman_tanh.png", "sweep_gru.png", "sweep_lstm.png"]
-    assert "| lstm | 4×128×32 |" in result.stdout
+    assert "| lstm | 2×8×8 |" in stdout
 
 
-def test_core_choices_quick_writes_every_row(tmp_path):
-    _run(["-m", "benchmarks.core_choices", "--quick", "--out", str(tmp_path)], ROOT)
-    data = json.loads((tmp_path / "core_choices.json").read_text())
+def _check_bfloat16_rows_against_a_float32_reference(out):
+    data = json.loads((out / "bench.json").read_text())
+    assert data["precision"].startswith("bfloat16") and data["tolerance"] == _bench.TOLERANCE["bf16"]
+    rows = {r["impl"]: r for r in data["rows"]}
+    assert rows["jaxrnn-autodiff"]["rel_error"] == 0.0  # the float32 reference itself
+    # jaxrnn carries bfloat16 inputs in float32, so it stays much closer to the reference.
+    assert 0.0 < rows["jaxrnn-bptt"]["rel_error"] < 1e-2
+    assert all(r["status"] == "ok" for r in data["rows"])
+
+
+def test_quick_plan_is_tiny():
+    plan = _bench.default_plan("cpu", quick=True)
+    assert plan["shapes"] == (_bench.Shape(4, 128, 32),) and [s.steps for s in plan["sweep"]] == [64, 128, 256]
+
+
+def test_benchmark_scripts_run_quick(tmp_path):
+    """benchmarks/core_choices, remat_memory and pallas_tune in their quick modes, in one subprocess."""
+    _run_in_one_process([
+        ("benchmarks.core_choices", ["--quick", "--out", str(tmp_path)]),
+        ("benchmarks.remat_memory", ["--quick", "--out", str(tmp_path)]),
+        ("benchmarks.pallas_tune", ["--quick", "--interpret", "--repeats", "1", "--cells", "gru", "--out",
+                                    str(tmp_path)]),
+    ], ROOT)
+    _check_core_choices_writes_every_row(tmp_path)
+    _check_remat_memory_shows_the_memory_shrink(tmp_path)
+    _check_pallas_tune_runs_the_gpu_kernels_in_interpret_mode(tmp_path)
+
+
+def _check_core_choices_writes_every_row(out):
+    data = json.loads((out / "core_choices.json").read_text())
     variants = {r["variant"] for r in data["rows"] if r["study"] == "residuals"}
     assert variants == {"bptt/states", "bptt/gates", "autodiff"}
     assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in data["rows"])
+
+
+def _check_remat_memory_shows_the_memory_shrink(out):
+    data = json.loads((out / "remat_memory.json").read_text())
+    by_steps = {}
+    for row in data["rows"]:
+        by_steps.setdefault(row["steps"], {})[row["remat"]] = row["temp_bytes"]
+    for steps, temps in by_steps.items():
+        plain = temps[None]
+        assert all(t < plain for k, t in temps.items() if k is not None), (steps, temps)
+
+
+def _check_pallas_tune_runs_the_gpu_kernels_in_interpret_mode(out):
+    data = json.loads((out / "pallas_tune.json").read_text())
+    kernel_rows = [r for r in data["rows"] if r["impl"] == "pallas-gpu"]
+    assert kernel_rows and all(r["status"] == "ok" and r["rel_error_vs_xla"] < 1e-5 for r in kernel_rows)
 
 
 def _row(impl, ms, status="ok", cell="lstm", steps=8):
@@ -105,33 +167,14 @@ def test_bench_command_names_a_missing_backend(capsys):
     assert "--backend tpu: no such device here" in capsys.readouterr().err
 
 
-def test_bench_bfloat16_rows_are_checked_against_a_float32_reference(tmp_path):
-    out = tmp_path / "bf16"
-    _run(["-m", "jaxrnn", "bench", "--precision", "bf16", "--cells", "gru", "--impls", "jaxrnn-bptt,flax-GRUCell,torch",
-          "--shapes", "2x16x8", "--sweep", "2x8:16", "--repeats", "2", "--out", str(out)], tmp_path)
-    data = json.loads((out / "bench.json").read_text())
-    assert data["precision"].startswith("bfloat16") and data["tolerance"] == _bench.TOLERANCE["bf16"]
-    rows = {r["impl"]: r for r in data["rows"]}
-    assert rows["jaxrnn-autodiff"]["rel_error"] == 0.0  # the float32 reference itself
-    # jaxrnn carries bfloat16 inputs in float32, so it stays much closer to the reference.
-    assert 0.0 < rows["jaxrnn-bptt"]["rel_error"] < 1e-2
-    assert all(r["status"] == "ok" for r in data["rows"])
-
-
-def test_remat_memory_quick_shows_the_memory_shrink(tmp_path):
-    _run(["-m", "benchmarks.remat_memory", "--quick", "--out", str(tmp_path)], ROOT)
-    data = json.loads((tmp_path / "remat_memory.json").read_text())
-    by_steps = {}
-    for row in data["rows"]:
-        by_steps.setdefault(row["steps"], {})[row["remat"]] = row["temp_bytes"]
-    for steps, temps in by_steps.items():
-        plain = temps[None]
-        assert all(t < plain for k, t in temps.items() if k is not None), (steps, temps)
-
-
-def test_pallas_tune_quick_runs_the_gpu_kernels_in_interpret_mode(tmp_path):
-    _run(["-m", "benchmarks.pallas_tune", "--quick", "--interpret", "--repeats", "1", "--cells", "gru",
-          "--out", str(tmp_path)], ROOT)
-    data = json.loads((tmp_path / "pallas_tune.json").read_text())
-    kernel_rows = [r for r in data["rows"] if r["impl"] == "pallas-gpu"]
-    assert kernel_rows and all(r["status"] == "ok" and r["rel_error_vs_xla"] < 1e-5 for r in kernel_rows)
+def test_sweep_rows_by_length_and_their_plots(tmp_path, capsys, monkeypatch):
+    rows = [_row(impl, ms, steps=t) | {"tokens_per_s": 2 * t / ms, "peak_bytes": 2**20 * t}
+            for t in (16, 8) for impl, ms in (("jaxrnn-bptt", t / 2), ("torch", float(t)))]
+    result = {"rows": rows, "shapes": [], "sweep": ["2x16x4", "2x8x4"], "date": "d", "repeats": 1, "precision": "p",
+              "device": {"kind": "k", "platform": "cpu"}, "versions": {"jax": "j", "flax": "f"}, "torch": None}
+    table = _bench.markdown(result)
+    assert table.index("| lstm | 2×8×4 |") < table.index("| lstm | 2×16×4 |")  # the sweep by sequence length
+    assert [p.name for p in _bench.plot(result, tmp_path)] == ["sweep_lstm.png"]
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # a bare device image: the table, no plots
+    assert _bench.plot(result, tmp_path / "bare") == []
+    assert "matplotlib is not installed, so no plots (pip install 'jaxrnn[tasks]')" in capsys.readouterr().err

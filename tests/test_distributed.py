@@ -29,8 +29,11 @@ def _free_port() -> int:
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_FLAGS"))}
-    return {**env, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **extra}
+    """This environment without JAX's settings and with one CPU device per process (the suite's other
+    XLA flags, from conftest.py, stay)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+    return {**env, "XLA_FLAGS": " ".join(flags), "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **extra}
 
 
 def _start(argv, env, cwd):

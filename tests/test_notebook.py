@@ -26,7 +26,7 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("JAXRNN_SOURCE", ROOT.as_uri())
     monkeypatch.setenv("JAXRNN_PIP_OPTIONS", "--dry-run")
-    monkeypatch.setenv("JAXRNN_BENCH_ARGS", "--quick --cells elman_tanh --shapes 2x16x8 --sweep 2x8:8,16 "
+    monkeypatch.setenv("JAXRNN_BENCH_ARGS", "--quick --cells elman_tanh --shapes 2x16x8 --sweep 2x8:16 "
                                             "--impls jaxrnn-bptt --repeats 1")
     monkeypatch.setenv("JAXRNN_STEPS", "10")
     monkeypatch.setenv("JAXRNN_TRAIN_ARGS", "--length 10 --hidden 8 --eval-every 5")

@@ -3,9 +3,10 @@ state, the train / eval / stream steps with ``mesh=``, ``jaxrnn train --devices`
 and ``jaxrnn bench --devices``.
 
 This process has one CPU device, so the 8-device checks run this file as a
-script in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
-set before JAX starts; each ``_case_*`` there prints its measurements as JSON and
-the tests compare them with the one-device run, the independent reference.
+script in one subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
+set before JAX starts (one interpreter for all of them, so JAX starts once); each
+``_case_*`` there returns its measurements, printed together as JSON, and the
+``_check_*`` functions compare them with the one-device run, the independent reference.
 """
 
 import json
@@ -49,7 +50,7 @@ def _case_steps(out_dir):
         ys, _ = model.apply(params[0], batch["xs"])
         return train.mse(head.apply(params[1], ys[:, -1])[:, 0], batch["targets"]), {}
 
-    params = (model.init(jax.random.PRNGKey(0)), head.init(jax.random.PRNGKey(1), 8))
+    params = (model.init(jax.random.PRNGKey(0), jnp.float32), head.init(jax.random.PRNGKey(1), 8, jnp.float32))
     optimizer = train.default_optimizer(1e-2)
     batches = [dict(zip(("xs", "targets"), data.adding(i, batch=16, length=6))) for i in range(5)]
     result = {}
@@ -93,7 +94,7 @@ def _case_steps(out_dir):
     text = jax.random.randint(jax.random.key(8), (400,), 0, 4)
     chunks = train.stream_chunks(text, batch_size=8, chunk_length=10)[:3]
     lm, lm_head = jr.GRU(4, 8), jr.readout(4)
-    lm_params = train.StreamParams(lm.init(jax.random.key(3)), lm_head.init(jax.random.key(4), 8))
+    lm_params = train.StreamParams(lm.init(jax.random.key(3), jnp.float32), lm_head.init(jax.random.key(4), 8, jnp.float32))
     for name, step_mesh in (("one", None), ("mesh", mesh)):
         state = train.init_state(lm_params, optimizer, jax.random.key(5))
         step = train.make_stream_train_step(lm, lm_head, optimizer, mesh=step_mesh)
@@ -186,7 +187,7 @@ def _case_pallas(out_dir):
     import jaxrnn as jr
 
     cell = jr.lstm(20)
-    params = cell.init(jax.random.PRNGKey(0), 6)
+    params = cell.init(jax.random.PRNGKey(0), 6, jnp.float32)
     xs = jax.random.normal(jax.random.PRNGKey(1), (16, 7, 6), jnp.float32)
     lengths = jnp.arange(16, dtype=jnp.int32) % 8
 
@@ -208,19 +209,27 @@ def _case_pallas(out_dir):
             "outside": str(jax.make_jaxpr(grad, static_argnums=2)(params, xs, kernel)).count("shard_map")}
 
 
-def run_case(name, tmp_path):
-    """Run ``_case_NAME`` in a fresh interpreter with 8 CPU devices; returns what it printed."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}"}
-    done = subprocess.run([sys.executable, __file__, name, str(tmp_path)], capture_output=True, text=True,
+CASES = ("steps", "cli", "bench", "pallas")
+
+
+def run_cases(tmp_path):
+    """Run every ``_case_NAME`` in one fresh interpreter with 8 CPU devices; returns ``{NAME: its result}``."""
+    # The suite's XLA flags (conftest.py) stay; the device count is added to them.
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}".strip()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+    done = subprocess.run([sys.executable, __file__, str(tmp_path), *CASES], capture_output=True, text=True,
                           timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.splitlines()[-1])
 
 
 if __name__ == "__main__":
-    case, directory = sys.argv[1:]
-    print(json.dumps(globals()[f"_case_{case}"](directory)))
+    directory, *cases = sys.argv[1:]
+    results = {}
+    for case in cases:
+        os.makedirs(os.path.join(directory, case))
+        results[case] = globals()[f"_case_{case}"](os.path.join(directory, case))
+    print(json.dumps(results))
     sys.exit(0)
 
 
@@ -231,8 +240,17 @@ def _close(got, want, rtol=1e-5, atol=1e-6):
     np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=rtol, atol=atol)
 
 
-def test_eight_devices_train_as_one_with_the_batch_split_and_the_state_replicated(tmp_path):
-    result = run_case("steps", tmp_path)
+def test_eight_devices(tmp_path):
+    """All the 8-device cases, run in one subprocess; each ``_check_*`` below states what it checks."""
+    results = run_cases(tmp_path)
+    _check_steps(results["steps"])
+    _check_cli(results["cli"])
+    _check_bench(results["bench"])
+    _check_pallas(results["pallas"])
+
+
+def _check_steps(result):
+    """Eight devices train as one, with the batch split and the state replicated."""
     one, mesh = result["one"], result["mesh"]
 
     _close(mesh["losses"], one["losses"])
@@ -263,8 +281,8 @@ def test_eight_devices_train_as_one_with_the_batch_split_and_the_state_replicate
         "16 at ['xs']; keep arrays of other sizes out of the batch (e.g. in the loss function's closure).")
 
 
-def test_train_command_on_eight_devices_matches_one_and_resumes_on_any_count(tmp_path):
-    result = run_case("cli", tmp_path)
+def _check_cli(result):
+    """``jaxrnn train`` on eight devices matches one device and resumes on any count."""
     one, eight = result["one"], result["eight"]
 
     assert one["code"] == eight["code"] == 0, eight["text"][-2000:]
@@ -290,8 +308,8 @@ def test_train_command_on_eight_devices_matches_one_and_resumes_on_any_count(tmp
                                   "8 (cpu); use --devices 8 or fewer, or 'all'.\n")
 
 
-def test_bench_devices_reports_scaling_over_device_counts(tmp_path):
-    result = run_case("bench", tmp_path)
+def _check_bench(result):
+    """``jaxrnn bench --devices`` reports scaling over device counts."""
     assert result["code"] == 0, result["text"][-2000:]
     assert result["files"] == ["scaling.json", "scaling.md", "scaling_elman_tanh.png"]
     scaling = result["result"]
@@ -307,6 +325,16 @@ def test_bench_devices_reports_scaling_over_device_counts(tmp_path):
             expected = row["tokens_per_s"] / rows[row["series"], 1]["tokens_per_s"]
             assert row["speedup"] == pytest.approx(expected) and row["efficiency"] == pytest.approx(expected / n)
     assert "| devices | global batch | fixed batch per device: ms |" in result["text"]
+
+
+def _check_pallas(result):
+    """The Pallas kernels run per shard under a data mesh."""
+    for got, want in zip(result["got"], result["want"]):
+        _close(got, want, rtol=1e-5, atol=1e-5)
+    # The forward and the backward kernel each run inside a shard_map, on 16 / 8 = 2 rows each
+    # (px per shard [T=7, 2, 4H=80]); without a mesh, no shard_map.
+    assert result["shard_maps"] >= 2 and result["per_shard_px"] and result["whole_px_in_kernel"] >= 2
+    assert result["outside"] == 0
 
 
 # -------------------------------------------------------- one device: this process
@@ -402,13 +430,3 @@ def test_a_failed_distributed_start_names_the_options(monkeypatch):
         "jax.distributed.initialize failed: coordinator_address should be defined. Give --coordinator-address "
         "HOST:PORT (process 0's), --num-processes and --process-id, or set JAX_COORDINATOR_ADDRESS, "
         "JAX_NUM_PROCESSES, JAX_PROCESS_ID.")
-
-
-def test_pallas_kernels_run_per_shard_under_a_data_mesh(tmp_path):
-    result = run_case("pallas", tmp_path)
-    for got, want in zip(result["got"], result["want"]):
-        _close(got, want, rtol=1e-5, atol=1e-5)
-    # The forward and the backward kernel each run inside a shard_map, on 16 / 8 = 2 rows each
-    # (px per shard [T=7, 2, 4H=80]); without a mesh, no shard_map.
-    assert result["shard_maps"] >= 2 and result["per_shard_px"] and result["whole_px_in_kernel"] >= 2
-    assert result["outside"] == 0
