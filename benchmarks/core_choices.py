@@ -88,10 +88,20 @@ def main(argv=None):
                 fn = _grad_fn(cell, **options)
                 t = _time(fn, params, xs, repeats)
                 temp = _temp_bytes(fn, params, xs[0])
-                rows.append({"study": "residuals", "cell": cell_name, "shape": shape, "variant": variant,
-                             "temp_bytes": temp, **t})
-                print(f"residuals {cell_name:5s} {shape:>14s} {variant:12s} {t['median_ms']:9.1f} ms  "
-                      f"temp {temp / 2**20 if temp is not None else float('nan'):8.1f} MiB")
+                rows.append(
+                    {
+                        "study": "residuals",
+                        "cell": cell_name,
+                        "shape": shape,
+                        "variant": variant,
+                        "temp_bytes": temp,
+                        **t,
+                    }
+                )
+                print(
+                    f"residuals {cell_name:5s} {shape:>14s} {variant:12s} {t['median_ms']:9.1f} ms  "
+                    f"temp {temp / 2**20 if temp is not None else float('nan'):8.1f} MiB"
+                )
 
     result = {
         "date": datetime.date.today().isoformat(),

@@ -142,10 +142,16 @@ def test_available_peers(cell_name, backend, expected):
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda p: available_peers("elman", "cpu"), ValueError,
-         r"one of \['lstm', 'gru', 'elman_tanh', 'elman_relu', 'layer_norm_lstm'\], got 'elman'"),
-        (lambda p: make_peer("flax-SimpleCell", "lstm", p), ValueError,
-         r"peer 'flax-SimpleCell' runs elman_tanh or elman_relu cells, not lstm"),
+        (
+            lambda p: available_peers("elman", "cpu"),
+            ValueError,
+            r"one of \['lstm', 'gru', 'elman_tanh', 'elman_relu', 'layer_norm_lstm'\], got 'elman'",
+        ),
+        (
+            lambda p: make_peer("flax-SimpleCell", "lstm", p),
+            ValueError,
+            r"peer 'flax-SimpleCell' runs elman_tanh or elman_relu cells, not lstm",
+        ),
         (lambda p: make_peer("torch", "lstm", p), ValueError, r"unknown peer 'torch'; the peers are"),
         (lambda p: make_peer("flax-GRUCell", "lstm", p), ValueError, r"peer 'flax-GRUCell' runs gru cells, not lstm"),
         (lambda p: make_peer("flax-GRUCell", "gru", p), ValueError, r"but a gru cell with 3 gate\(s\) needs"),

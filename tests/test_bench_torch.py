@@ -25,7 +25,14 @@ def make_arrays(cell, prefix, seed=0, batch=B, dtype=np.float32):
     """The worker's input arrays for one case: weights (PyTorch layout) and two inputs."""
     rng = np.random.default_rng(seed)
     gh = GATES[cell] * H
-    shapes = {"w_ih": (gh, I), "w_hh": (gh, H), "b_ih": (gh,), "b_hh": (gh,), "xs0": (batch, T, I), "xs1": (batch, T, I)}
+    shapes = {
+        "w_ih": (gh, I),
+        "w_hh": (gh, H),
+        "b_ih": (gh,),
+        "b_hh": (gh,),
+        "xs0": (batch, T, I),
+        "xs1": (batch, T, I),
+    }
     return {f"{prefix}/{name}": rng.standard_normal(shape).astype(dtype) for name, shape in shapes.items()}
 
 
@@ -34,7 +41,9 @@ def make_case(cell, case_id=None, prefix=None):
 
 
 def run(cases, arrays, **options):
-    return run_torch(cases, arrays, **{"device": "cpu", "precision": "highest", "repeats": 2, "timeout": 120, **options})
+    return run_torch(
+        cases, arrays, **{"device": "cpu", "precision": "highest", "repeats": 2, "timeout": 120, **options}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -114,15 +123,19 @@ def test_worker_without_torch_reports_unavailable(tmp_path, monkeypatch):
 
 def test_failing_worker_raises_with_its_stderr(tmp_path, monkeypatch):
     fake_torch(tmp_path, monkeypatch, "raise RuntimeError('libtorch_cpu.so is corrupt')\n")
-    with pytest.raises(RuntimeError, match=r"(?s)worker failed with exit status 1; stderr tail:.*libtorch_cpu.so is corrupt"):
+    with pytest.raises(
+        RuntimeError, match=r"(?s)worker failed with exit status 1; stderr tail:.*libtorch_cpu.so is corrupt"
+    ):
         run([make_case("lstm")], make_arrays("lstm", "lstm"))
 
 
-
 def test_worker_past_its_timeout_raises(tmp_path, monkeypatch):
-    fake_torch(tmp_path, monkeypatch, "import sys, time\nprint('loading torch', file=sys.stderr, flush=True)\ntime.sleep(60)\n")
+    fake_torch(
+        tmp_path, monkeypatch, "import sys, time\nprint('loading torch', file=sys.stderr, flush=True)\ntime.sleep(60)\n"
+    )
     with pytest.raises(RuntimeError, match=r"(?s)ran past timeout=1 s; stderr tail:.*loading torch"):
         run([make_case("lstm")], make_arrays("lstm", "lstm"), timeout=1)
+
 
 def _without(arrays, key):
     return {k: v for k, v in arrays.items() if k != key}
@@ -131,7 +144,12 @@ def _without(arrays, key):
 @pytest.mark.parametrize(
     "cases, arrays, options, message",
     [
-        ([make_case("lstm")], make_arrays("lstm", "lstm"), {"precision": "tf32"}, "precision='tf32' needs device='cuda'"),
+        (
+            [make_case("lstm")],
+            make_arrays("lstm", "lstm"),
+            {"precision": "tf32"},
+            "precision='tf32' needs device='cuda'",
+        ),
         ([make_case("lstm")], make_arrays("lstm", "lstm"), {"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
         ([make_case("lstm")], make_arrays("lstm", "lstm"), {"precision": "half"}, "precision must be one of"),
         ([make_case("lstm")], make_arrays("lstm", "lstm"), {"repeats": 0}, "repeats must be a positive int"),
@@ -143,7 +161,12 @@ def _without(arrays, key):
         ([make_case("lstm") | {"steps": 0}], make_arrays("lstm", "lstm"), {}, "'steps' must be a positive int"),
         ([make_case("lstm")], _without(make_arrays("lstm", "lstm"), "lstm/xs0"), {}, "needs the array 'lstm/xs0'"),
         ([make_case("gru")], make_arrays("lstm", "gru"), {}, r"'gru/w_ih' must be float32 of shape \(12, 3\)"),
-        ([make_case("lstm")], make_arrays("lstm", "lstm", batch=3), {}, r"'lstm/xs0' must be float32 of shape \(2, 5, 3\)"),
+        (
+            [make_case("lstm")],
+            make_arrays("lstm", "lstm", batch=3),
+            {},
+            r"'lstm/xs0' must be float32 of shape \(2, 5, 3\)",
+        ),
         ([make_case("lstm")], make_arrays("lstm", "lstm", dtype=np.float64), {}, "must be float32 .* got float64"),
     ],
 )

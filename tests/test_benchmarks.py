@@ -19,25 +19,61 @@ def _run_in_one_process(calls, cwd):
 
     Returns its stdout; no call may raise or return a non-zero exit code.
     """
-    script = ("import importlib\nfor module, argv in %r:\n    code = importlib.import_module(module).main(argv)\n"
-              "    assert not isinstance(code, int) or code == 0, (module, argv, code)\n")
+    script = (
+        "import importlib\nfor module, argv in %r:\n    code = importlib.import_module(module).main(argv)\n"
+        "    assert not isinstance(code, int) or code == 0, (module, argv, code)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", script % (calls,)], capture_output=True, text=True, timeout=900,
-                            env=env, cwd=cwd)
+    result = subprocess.run(
+        [sys.executable, "-c", script % (calls,)], capture_output=True, text=True, timeout=900, env=env, cwd=cwd
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 def test_bench_command_checks_every_implementation_and_writes_reports(tmp_path):
     """``jaxrnn bench`` in float32 and in bfloat16, in one subprocess; the checks of each follow."""
-    stdout = _run_in_one_process([
-        # One shape for table and sweep: every implementation of every default cell, checked and reported.
-        ("jaxrnn._app.cli", ["bench", "--quick", "--shapes", "2x8x8", "--sweep", "2x8:8", "--repeats", "1",
-                             "--out", str(tmp_path / "bench")]),
-        ("jaxrnn._app.cli", ["bench", "--precision", "bf16", "--cells", "gru", "--impls",
-                             "jaxrnn-bptt,flax-GRUCell,torch", "--shapes", "2x16x8", "--sweep", "2x8:16",
-                             "--repeats", "2", "--out", str(tmp_path / "bf16")]),
-    ], tmp_path)
+    stdout = _run_in_one_process(
+        [
+            # One shape for table and sweep: every implementation of every default cell, checked and reported.
+            (
+                "jaxrnn._app.cli",
+                [
+                    "bench",
+                    "--quick",
+                    "--shapes",
+                    "2x8x8",
+                    "--sweep",
+                    "2x8:8",
+                    "--repeats",
+                    "1",
+                    "--out",
+                    str(tmp_path / "bench"),
+                ],
+            ),
+            (
+                "jaxrnn._app.cli",
+                [
+                    "bench",
+                    "--precision",
+                    "bf16",
+                    "--cells",
+                    "gru",
+                    "--impls",
+                    "jaxrnn-bptt,flax-GRUCell,torch",
+                    "--shapes",
+                    "2x16x8",
+                    "--sweep",
+                    "2x8:16",
+                    "--repeats",
+                    "2",
+                    "--out",
+                    str(tmp_path / "bf16"),
+                ],
+            ),
+        ],
+        tmp_path,
+    )
     _check_every_implementation_is_checked_and_reported(tmp_path / "bench", stdout)
     _check_bfloat16_rows_against_a_float32_reference(tmp_path / "bf16")
 
@@ -81,12 +117,17 @@ def test_quick_plan_is_tiny():
 
 def test_benchmark_scripts_run_quick(tmp_path):
     """benchmarks/core_choices, remat_memory and pallas_tune in their quick modes, in one subprocess."""
-    _run_in_one_process([
-        ("benchmarks.core_choices", ["--quick", "--out", str(tmp_path)]),
-        ("benchmarks.remat_memory", ["--quick", "--out", str(tmp_path)]),
-        ("benchmarks.pallas_tune", ["--quick", "--interpret", "--repeats", "1", "--cells", "gru", "--out",
-                                    str(tmp_path)]),
-    ], ROOT)
+    _run_in_one_process(
+        [
+            ("benchmarks.core_choices", ["--quick", "--out", str(tmp_path)]),
+            ("benchmarks.remat_memory", ["--quick", "--out", str(tmp_path)]),
+            (
+                "benchmarks.pallas_tune",
+                ["--quick", "--interpret", "--repeats", "1", "--cells", "gru", "--out", str(tmp_path)],
+            ),
+        ],
+        ROOT,
+    )
     _check_core_choices_writes_every_row(tmp_path)
     _check_remat_memory_shows_the_memory_shrink(tmp_path)
     _check_pallas_tune_runs_the_gpu_kernels_in_interpret_mode(tmp_path)
@@ -116,16 +157,39 @@ def _check_pallas_tune_runs_the_gpu_kernels_in_interpret_mode(out):
 
 
 def _row(impl, ms, status="ok", cell="lstm", steps=8):
-    return {"cell": cell, "batch": 2, "steps": steps, "hidden": 4, "impl": impl, "status": status,
-            "rel_error": 0.5 if status == "wrong" else 1e-7, "fwdbwd": {"median_ms": ms}, "fwd": {"median_ms": ms / 3}}
+    return {
+        "cell": cell,
+        "batch": 2,
+        "steps": steps,
+        "hidden": 4,
+        "impl": impl,
+        "status": status,
+        "rel_error": 0.5 if status == "wrong" else 1e-7,
+        "fwdbwd": {"median_ms": ms},
+        "fwd": {"median_ms": ms / 3},
+    }
 
 
 def test_ratio_is_against_the_fastest_correct_peer():
-    rows = [_row("jaxrnn-bptt", 10.0), _row("jaxrnn-autodiff", 5.0), _row("flax-LSTMCell", 40.0),
-            _row("torch", 20.0), _row("jax-cudnn", 1.0, status="wrong")]
+    rows = [
+        _row("jaxrnn-bptt", 10.0),
+        _row("jaxrnn-autodiff", 5.0),
+        _row("flax-LSTMCell", 40.0),
+        _row("torch", 20.0),
+        _row("jax-cudnn", 1.0, status="wrong"),
+    ]
     assert _bench.best_peer(rows)["impl"] == "torch"  # not the wrong one, not jaxrnn's own reference
-    result = {"rows": rows, "shapes": ["2x8x4"], "sweep": [], "date": "d", "repeats": 3, "precision": "p",
-              "device": {"kind": "k", "platform": "cpu"}, "versions": {"jax": "j", "flax": "f"}, "torch": None}
+    result = {
+        "rows": rows,
+        "shapes": ["2x8x4"],
+        "sweep": [],
+        "date": "d",
+        "repeats": 3,
+        "precision": "p",
+        "device": {"kind": "k", "platform": "cpu"},
+        "versions": {"jax": "j", "flax": "f"},
+        "torch": None,
+    }
     table = _bench.markdown(result)
     assert "| 0.50 (jaxrnn-bptt vs torch) |" in table
     rows.append(_row("jaxrnn-pallas", 4.0))
@@ -144,11 +208,17 @@ def test_relative_error_is_per_array_and_relative():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--shapes", "16x1024"], "--shapes: expected BATCHxSTEPSxHIDDEN with positive integers, e.g. 16x1024x256, got '16x1024'"),
+        (
+            ["--shapes", "16x1024"],
+            "--shapes: expected BATCHxSTEPSxHIDDEN with positive integers, e.g. 16x1024x256, got '16x1024'",
+        ),
         (["--shapes", "16x0x8"], "got '16x0x8'"),
         (["--sweep", "16x128"], "--sweep: expected BATCHxHIDDEN:T1,T2,... e.g. 16x128:256,512,1024, got '16x128'"),
-        (["--cells", "lstm,transformer"], "unknown cell 'transformer' in 'lstm,transformer'; choose from lstm, gru, "
-                                          "elman_tanh, elman_relu, layer_norm_lstm"),
+        (
+            ["--cells", "lstm,transformer"],
+            "unknown cell 'transformer' in 'lstm,transformer'; choose from lstm, gru, "
+            "elman_tanh, elman_relu, layer_norm_lstm",
+        ),
         (["--cells", "elman"], "unknown cell 'elman' in 'elman'; choose from lstm, gru, elman_tanh"),
         (["--impls", "keras"], "got 'keras'"),
         (["--precision", "tf16"], "invalid choice: 'tf16'"),
@@ -168,10 +238,22 @@ def test_bench_command_names_a_missing_backend(capsys):
 
 
 def test_sweep_rows_by_length_and_their_plots(tmp_path, capsys, monkeypatch):
-    rows = [_row(impl, ms, steps=t) | {"tokens_per_s": 2 * t / ms, "peak_bytes": 2**20 * t}
-            for t in (16, 8) for impl, ms in (("jaxrnn-bptt", t / 2), ("torch", float(t)))]
-    result = {"rows": rows, "shapes": [], "sweep": ["2x16x4", "2x8x4"], "date": "d", "repeats": 1, "precision": "p",
-              "device": {"kind": "k", "platform": "cpu"}, "versions": {"jax": "j", "flax": "f"}, "torch": None}
+    rows = [
+        _row(impl, ms, steps=t) | {"tokens_per_s": 2 * t / ms, "peak_bytes": 2**20 * t}
+        for t in (16, 8)
+        for impl, ms in (("jaxrnn-bptt", t / 2), ("torch", float(t)))
+    ]
+    result = {
+        "rows": rows,
+        "shapes": [],
+        "sweep": ["2x16x4", "2x8x4"],
+        "date": "d",
+        "repeats": 1,
+        "precision": "p",
+        "device": {"kind": "k", "platform": "cpu"},
+        "versions": {"jax": "j", "flax": "f"},
+        "torch": None,
+    }
     table = _bench.markdown(result)
     assert table.index("| lstm | 2×8×4 |") < table.index("| lstm | 2×16×4 |")  # the sweep by sequence length
     assert [p.name for p in _bench.plot(result, tmp_path)] == ["sweep_lstm.png"]

@@ -21,8 +21,15 @@ from jaxrnn.train import _checkpoint
 
 TEXT = "the cat sat on the mat. " * 60  # 1440 characters, 11 distinct
 # 8 rows of the 1296 training characters hold 10 chunks of 16: the stream wraps at step 10.
-TINY = {"hidden": 16, "length": 16, "batch_size": 8, "learning_rate": 3e-2, "steps": 12, "eval_every": 3,
-        "log_every": 1}
+TINY = {
+    "hidden": 16,
+    "length": 16,
+    "batch_size": 8,
+    "learning_rate": 3e-2,
+    "steps": 12,
+    "eval_every": 3,
+    "log_every": 1,
+}
 TASK = TASKS["charlm"]
 
 
@@ -48,8 +55,9 @@ def _config(text_file, **overrides):
 def _run(out_dir, text_file, **overrides):
     messages = []
     with jax.numpy_dtype_promotion("standard"):
-        summary = trainer.run(TASK, {**TINY, "text": text_file, **overrides}, out_dir, progress=False,
-                               log=messages.append)
+        summary = trainer.run(
+            TASK, {**TINY, "text": text_file, **overrides}, out_dir, progress=False, log=messages.append
+        )
     return summary, messages
 
 
@@ -127,8 +135,13 @@ def test_resume_with_the_carry_is_exact(tmp_path, text_file, trained):
 
     with pytest.raises(KeyboardInterrupt):
         with jax.numpy_dtype_promotion("standard"):
-            trainer.run(TASK._replace(build=interrupt), {**TINY, "text": text_file}, tmp_path, progress=False,
-                         log=lambda _: None)
+            trainer.run(
+                TASK._replace(build=interrupt),
+                {**TINY, "text": text_file},
+                tmp_path,
+                progress=False,
+                log=lambda _: None,
+            )
     config = json.loads((tmp_path / "config.json").read_text())
     model, _, init_params = charlm.charlm_model(config, 11)
     template = trainer.initial_loop(init_params, charlm.initial_carry(model, 8), config, train.default_optimizer(3e-2))
@@ -175,16 +188,25 @@ def test_train_accepts_text(text_file):
 @pytest.mark.parametrize(
     "where, options, message",
     [
-        ("empty", {}, "--out {out} holds no run (no config.json); train one with "
-                      "`jaxrnn train --task charlm --out {out}`."),
-        ("adding", {}, "--out {out} holds a 'adding' run; generate needs a charlm run "
-                       "(`jaxrnn train --task charlm --out DIR`)."),
+        (
+            "empty",
+            {},
+            "--out {out} holds no run (no config.json); train one with `jaxrnn train --task charlm --out {out}`.",
+        ),
+        (
+            "adding",
+            {},
+            "--out {out} holds a 'adding' run; generate needs a charlm run (`jaxrnn train --task charlm --out DIR`).",
+        ),
         ("trained", {"temperature": 0.0}, "--temperature must be a positive number, got 0.0."),
         ("trained", {"temperature": -1.0}, "--temperature must be a positive number, got -1.0."),
         ("trained", {"length": 0}, "--length must be a positive int, got 0."),
         ("trained", {"prompt": ""}, "--prompt must not be empty."),
-        ("trained", {"prompt": "The Dog"}, "--prompt has 3 characters outside the run's vocabulary: 'D', 'T', "
-                                           "'g'; the run knows ' .acehmnost'."),
+        (
+            "trained",
+            {"prompt": "The Dog"},
+            "--prompt has 3 characters outside the run's vocabulary: 'D', 'T', 'g'; the run knows ' .acehmnost'.",
+        ),
     ],
 )
 def test_generate_errors(where, options, message, trained, tmp_path, capsys):
@@ -210,9 +232,12 @@ def test_generate_before_the_first_checkpoint(tmp_path, trained):
     "overrides, message",
     [
         ({"length": 0}, "--length must be a positive int, got 0."),
-        ({"batch_size": 100}, "--text {text} has 1440 characters; its training 90% (1296) cut into --batch-size 100 "
-                              "rows is shorter than one chunk of --length 16 + 1; use a longer text, a smaller "
-                              "--batch-size or a shorter --length"),
+        (
+            {"batch_size": 100},
+            "--text {text} has 1440 characters; its training 90% (1296) cut into --batch-size 100 "
+            "rows is shorter than one chunk of --length 16 + 1; use a longer text, a smaller "
+            "--batch-size or a shorter --length",
+        ),
         ({"text": "/nonexistent/x.txt"}, "/nonexistent/x.txt"),
     ],
 )

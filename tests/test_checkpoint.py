@@ -28,7 +28,12 @@ def data():
 def initial_state(key_style):
     k_rnn, k_head = jax.random.split(jax.random.PRNGKey(0))
     params = {"rnn": MODEL.init(k_rnn, jnp.float32), "head": HEAD.init(k_head, MODEL.output_size, jnp.float32)}
-    return {"params": params, "opt_state": OPTIMIZER.init(params), "step": jnp.zeros((), jnp.int32), "key": KEYS[key_style](1)}
+    return {
+        "params": params,
+        "opt_state": OPTIMIZER.init(params),
+        "step": jnp.zeros((), jnp.int32),
+        "key": KEYS[key_style](1),
+    }
 
 
 def loss_fn(params, xs, ys, key):
@@ -123,7 +128,11 @@ def test_resume_after_a_crash_gives_exactly_the_same_losses(tmp_path, key_style)
 
 def small_state(key=None):
     key = jax.random.key(0) if key is None else key
-    return {"params": {"w": jnp.ones((2, 3), jnp.float32), "b": jnp.zeros(3, jnp.float32)}, "key": key, "step": jnp.int32(5)}
+    return {
+        "params": {"w": jnp.ones((2, 3), jnp.float32), "b": jnp.zeros(3, jnp.float32)},
+        "key": key,
+        "step": jnp.int32(5),
+    }
 
 
 def corrupt(path, how):
@@ -169,7 +178,11 @@ def test_corrupted_newest_checkpoint_is_named_and_skipped(tmp_path, how, problem
     assert step == 1
     assert_bit_identical(state, small_state())
 
-    assert (good.read_bytes(), good.stat().st_mtime_ns, bad.read_bytes()) == (good_bytes, good_stat.st_mtime_ns, bad_bytes)
+    assert (good.read_bytes(), good.stat().st_mtime_ns, bad.read_bytes()) == (
+        good_bytes,
+        good_stat.st_mtime_ns,
+        bad_bytes,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [good.name, bad.name]
 
 
@@ -215,14 +228,31 @@ def test_keep_retains_the_newest_and_leaves_other_files_alone(tmp_path, steps, k
 @pytest.mark.parametrize(
     "target, message",
     [
-        ({**small_state(), "params": {"w": jnp.ones((2, 4), jnp.float32), "b": jnp.zeros(3, jnp.float32)}},
-         r"at leaf \['params'\]\['w'\]: the checkpoint has float32\[2,3\], the target float32\[2,4\]"),
-        ({**small_state(), "step": jnp.int64(5)}, r"at leaf \['step'\]: the checkpoint has int32\[\], the target int64\[\]"),
-        (small_state(jax.random.PRNGKey(0)), r"at leaf \['key'\]: the checkpoint has key<fry>\[\], the target uint32\[2\]"),
-        (small_state(jax.random.key(0, impl="rbg")), r"at leaf \['key'\]: the checkpoint has key<fry>\[\], the target key<rbg>\[\]"),
-        ({"params": small_state()["params"], "step": jnp.int32(5)}, r"has leaf \['key'\] where the target has \['params'\]\['b'\]"),
+        (
+            {**small_state(), "params": {"w": jnp.ones((2, 4), jnp.float32), "b": jnp.zeros(3, jnp.float32)}},
+            r"at leaf \['params'\]\['w'\]: the checkpoint has float32\[2,3\], the target float32\[2,4\]",
+        ),
+        (
+            {**small_state(), "step": jnp.int64(5)},
+            r"at leaf \['step'\]: the checkpoint has int32\[\], the target int64\[\]",
+        ),
+        (
+            small_state(jax.random.PRNGKey(0)),
+            r"at leaf \['key'\]: the checkpoint has key<fry>\[\], the target uint32\[2\]",
+        ),
+        (
+            small_state(jax.random.key(0, impl="rbg")),
+            r"at leaf \['key'\]: the checkpoint has key<fry>\[\], the target key<rbg>\[\]",
+        ),
+        (
+            {"params": small_state()["params"], "step": jnp.int32(5)},
+            r"has leaf \['key'\] where the target has \['params'\]\['b'\]",
+        ),
         ({**small_state(), "z": 0}, r"the first leaf only in the target is \['z'\]"),
-        ({k: v for k, v in small_state().items() if k != "step"}, r"the first leaf only in the checkpoint is \['step'\]"),
+        (
+            {k: v for k, v in small_state().items() if k != "step"},
+            r"the first leaf only in the checkpoint is \['step'\]",
+        ),
     ],
     ids=["shape", "dtype", "key_style", "key_impl", "renamed", "extra_leaf", "missing_leaf"],
 )

@@ -63,7 +63,8 @@ def test_task_declares_its_interface(task):
     assert task.name in ("series", "text") and "\n" not in task.summary
     assert task.defaults["data"] is None and task.monitor[1] in train.MODES
     assert {"cell", "hidden", "layers", "steps", "batch_size", "learning_rate", "seed", "eval_every"} <= set(
-        task.defaults)
+        task.defaults
+    )
 
 
 def test_series_trains_evaluates_and_reports(tmp_path):
@@ -94,7 +95,10 @@ def test_text_trains_evaluates_and_reports(tmp_path):
     setup = TASKS["text"].build(text_config(texts_csv(tmp_path / "texts.csv")))
     batch = setup.train_batch(0)
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
-        "ids": ((8, 12), np.int32), "lengths": ((8,), np.int32), "labels": ((8,), np.int32)}
+        "ids": ((8, 12), np.int32),
+        "lengths": ((8,), np.int32),
+        "labels": ((8,), np.int32),
+    }
     # 40 texts, 20 a class: 32 train, and validation and test get 2 of each class.
     assert np.bincount(setup.eval_batches[0]["labels"]).tolist() == [2, 2]
     state, losses = train_steps(setup, 40)
@@ -103,8 +107,7 @@ def test_text_trains_evaluates_and_reports(tmp_path):
     metrics = train.evaluate(train.make_eval_step(setup.eval_fn), state.params, setup.eval_batches)
     assert set(metrics) == {"accuracy"} and 0 <= metrics["accuracy"] <= 1
     report = setup.report(state.params, str(tmp_path / "out"))
-    assert set(report) == {"test_accuracy", "test_macro_f1", "majority_accuracy", "classes", "confusion_matrix",
-                           "plot"}
+    assert set(report) == {"test_accuracy", "test_macro_f1", "majority_accuracy", "classes", "confusion_matrix", "plot"}
     json.dumps(report)
     confusion = np.array(report["confusion_matrix"])
     assert report["classes"] == ["neg", "pos"] and confusion.shape == (2, 2) and confusion.sum() == 4

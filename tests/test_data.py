@@ -59,12 +59,15 @@ def test_adding_baseline_mse_is_the_target_variance():
     assert empirical == pytest.approx(data.ADDING_BASELINE_MSE, abs=3e-3)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(seed=0, batch=0, length=5), "batch must be a positive int, got 0."),
-    (dict(seed=0, batch=2, length=1), "length must be an int >= 2, got 1."),
-    (dict(seed=-1, batch=2, length=5), "seed must be a non-negative int or a JAX PRNG key, got -1"),
-    (dict(seed=1.5, batch=2, length=5), "seed must be a non-negative int or a single JAX PRNG key, got float"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(seed=0, batch=0, length=5), "batch must be a positive int, got 0."),
+        (dict(seed=0, batch=2, length=1), "length must be an int >= 2, got 1."),
+        (dict(seed=-1, batch=2, length=5), "seed must be a non-negative int or a JAX PRNG key, got -1"),
+        (dict(seed=1.5, batch=2, length=5), "seed must be a non-negative int or a single JAX PRNG key, got float"),
+    ],
+)
 def test_adding_errors(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         data.adding(**kwargs)
@@ -84,11 +87,11 @@ def test_copy_task_recall_targets_are_the_input_symbols(num_symbols, length, del
     ids = xs.argmax(-1)
     symbols = ids[:, :length]
     assert np.all((symbols >= 1) & (symbols <= num_symbols))
-    np.testing.assert_array_equal(ids[:, length:length + delay - 1], 0)  # blanks while waiting
+    np.testing.assert_array_equal(ids[:, length : length + delay - 1], 0)  # blanks while waiting
     np.testing.assert_array_equal(ids[:, length + delay - 1], num_symbols + 1)  # the delimiter
-    np.testing.assert_array_equal(ids[:, length + delay:], 0)  # blanks while recalling
-    np.testing.assert_array_equal(targets[:, length + delay:], symbols)
-    np.testing.assert_array_equal(targets[:, :length + delay], 0)
+    np.testing.assert_array_equal(ids[:, length + delay :], 0)  # blanks while recalling
+    np.testing.assert_array_equal(targets[:, length + delay :], symbols)
+    np.testing.assert_array_equal(targets[:, : length + delay], 0)
     np.testing.assert_array_equal(mask, np.broadcast_to(np.arange(steps) >= length + delay, mask.shape))
 
 
@@ -154,16 +157,19 @@ def test_windowed_splits_custom_split_and_times():
     assert d.val.times.tolist() == list(range(2020, 2032)) and d.test.times.tolist() == list(range(2032, 2040))
 
 
-@pytest.mark.parametrize("args, kwargs, message", [
-    ((np.zeros((4, 2)), 2), {}, "series must be 1-D and finite, got shape (4, 2)"),
-    ((np.array([1.0, np.nan, 2.0]), 1), {}, "with non-finite values"),
-    ((np.arange(10.0), 2), dict(times=np.arange(9.0)), "times must have the series' shape (10,), got (9,)"),
-    ((np.arange(10.0), 2), dict(split=(0.5, 0.5)), "split must be 3 fractions in (0, 1) that sum to 1"),
-    ((np.arange(10.0), 2), dict(split=(0.5, 0.3, 0.3)), "split must be 3 fractions"),
-    ((np.arange(10.0), 0), {}, "window must be a positive int, got 0."),
-    ((np.arange(10.0), 8), {}, "window=8 with split=(0.7, 0.15, 0.15) leaves the train split"),
-    ((np.ones(20), 2), {}, "series is constant on the train split"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((np.zeros((4, 2)), 2), {}, "series must be 1-D and finite, got shape (4, 2)"),
+        ((np.array([1.0, np.nan, 2.0]), 1), {}, "with non-finite values"),
+        ((np.arange(10.0), 2), dict(times=np.arange(9.0)), "times must have the series' shape (10,), got (9,)"),
+        ((np.arange(10.0), 2), dict(split=(0.5, 0.5)), "split must be 3 fractions in (0, 1) that sum to 1"),
+        ((np.arange(10.0), 2), dict(split=(0.5, 0.3, 0.3)), "split must be 3 fractions"),
+        ((np.arange(10.0), 0), {}, "window must be a positive int, got 0."),
+        ((np.arange(10.0), 8), {}, "window=8 with split=(0.7, 0.15, 0.15) leaves the train split"),
+        ((np.ones(20), 2), {}, "series is constant on the train split"),
+    ],
+)
 def test_windowed_splits_errors(args, kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         data.windowed_splits(*args, **kwargs)
@@ -237,12 +243,15 @@ def test_load_text_reads_utf8(tmp_path):
     assert data.load_text(path) == data.load_text(str(path)) == "Ærø — naïve\n"
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    (b"", "the file is empty"),
-    (b"  \n\n", "the file is empty"),
-    (b"fine\nbad \xff byte\n", "line 2: not UTF-8 (byte 0xff at offset 9)"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        (b"", "the file is empty"),
+        (b"  \n\n", "the file is empty"),
+        (b"fine\nbad \xff byte\n", "line 2: not UTF-8 (byte 0xff at offset 9)"),
+    ],
+)
 def test_load_text_errors_name_the_file(tmp_path, content, message):
     path = tmp_path / "corpus.txt"
     if content is not None:
@@ -255,8 +264,9 @@ def test_load_text_errors_name_the_file(tmp_path, content, message):
 
 def test_char_vocab_errors():
     vocab = data.CharVocab.from_text("abc")
-    with pytest.raises(ValueError, match=re.escape("text has 7 characters outside the vocabulary: "
-                                                   "'1', '2', '3', '4', '5' and 2 more")):
+    with pytest.raises(
+        ValueError, match=re.escape("text has 7 characters outside the vocabulary: '1', '2', '3', '4', '5' and 2 more")
+    ):
         vocab.encode("a7654321")
     with pytest.raises(ValueError, match=re.escape("ids must be in [0, 3), got [3, -1]")):
         vocab.decode(np.array([0, 3, -1], np.int32))
@@ -269,28 +279,34 @@ def test_char_vocab_errors():
 # --- CSV ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content, column, expected", [
-    ("1\n2.5\n-3e2\n", None, [1.0, 2.5, -300.0]),
-    ("flow\n1\n\n2\n", None, [1.0, 2.0]),
-    ("day,flow\n1,10\n2,20\n", "flow", [10.0, 20.0]),
-    ("day,flow\n1,10\n2,20\n", 0, [1.0, 2.0]),
-    ("1,10\n2,20\n", 1, [10.0, 20.0]),
-])
+@pytest.mark.parametrize(
+    "content, column, expected",
+    [
+        ("1\n2.5\n-3e2\n", None, [1.0, 2.5, -300.0]),
+        ("flow\n1\n\n2\n", None, [1.0, 2.0]),
+        ("day,flow\n1,10\n2,20\n", "flow", [10.0, 20.0]),
+        ("day,flow\n1,10\n2,20\n", 0, [1.0, 2.0]),
+        ("1,10\n2,20\n", 1, [10.0, 20.0]),
+    ],
+)
 def test_load_csv_series(tmp_path, content, column, expected):
     series = data.load_csv_series(_write(tmp_path, "s.csv", content), column=column)
     assert series.dtype == np.float32 and series.tolist() == expected
 
 
-@pytest.mark.parametrize("content, column, message", [
-    ("", None, "the file is empty"),
-    ("value\n1\n2\n\nx3\n", None, "line 5: 'x3' is not a finite number"),
-    ("value\n1\nnan\n", None, "line 3: 'nan' is not a finite number"),
-    ("a,b\n1,2\n3\n", "b", "line 3: 1 fields, expected 2 as on line 1"),
-    ("a,b\n1,2\n", "c", "line 1: no column named 'c' in the header ['a', 'b']"),
-    ("a,b\n1,2\n", None, "line 1: 2 fields, expected 1; pass column="),
-    ("a,b\n1,2\n", 2, "line 1: column must be a header name or an index in [0, 2), got 2"),
-    ("value\n", None, "line 1 is a header and no data rows follow it"),
-])
+@pytest.mark.parametrize(
+    "content, column, message",
+    [
+        ("", None, "the file is empty"),
+        ("value\n1\n2\n\nx3\n", None, "line 5: 'x3' is not a finite number"),
+        ("value\n1\nnan\n", None, "line 3: 'nan' is not a finite number"),
+        ("a,b\n1,2\n3\n", "b", "line 3: 1 fields, expected 2 as on line 1"),
+        ("a,b\n1,2\n", "c", "line 1: no column named 'c' in the header ['a', 'b']"),
+        ("a,b\n1,2\n", None, "line 1: 2 fields, expected 1; pass column="),
+        ("a,b\n1,2\n", 2, "line 1: column must be a header name or an index in [0, 2), got 2"),
+        ("value\n", None, "line 1 is a header and no data rows follow it"),
+    ],
+)
 def test_load_csv_series_errors(tmp_path, content, column, message):
     path = _write(tmp_path, "series.csv", content)
     with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
@@ -306,16 +322,19 @@ def test_load_csv_labelled_text(tmp_path, header):
     assert d.labels.dtype == np.int32 and d.labels.tolist() == [1, 0, 1]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "the file is empty"),
-    ("label,text\nham,hi\nspam,win, now\n", "line 3: 3 fields, expected 2 (label,text); quote a text"),
-    ("ham,hi\n\nlonely\n", "line 3: 1 fields, expected 2"),
-    ("ham,hi\n,no label\n", "line 2: empty label"),
-    ("ham,hi\nspam,\n", "line 2: empty text"),
-    ("label,text\n", "line 1 is a header and no data rows follow it"),
-    ('ham,"unclosed\n', "line 1: malformed CSV (unexpected end of data); check the quotes"),
-    ('ham,hi\nspam,"win" now\n', "line 2: malformed CSV (',' expected after '\"')"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "the file is empty"),
+        ("label,text\nham,hi\nspam,win, now\n", "line 3: 3 fields, expected 2 (label,text); quote a text"),
+        ("ham,hi\n\nlonely\n", "line 3: 1 fields, expected 2"),
+        ("ham,hi\n,no label\n", "line 2: empty label"),
+        ("ham,hi\nspam,\n", "line 2: empty text"),
+        ("label,text\n", "line 1 is a header and no data rows follow it"),
+        ('ham,"unclosed\n', "line 1: malformed CSV (unexpected end of data); check the quotes"),
+        ('ham,hi\nspam,"win" now\n', "line 2: malformed CSV (',' expected after '\"')"),
+    ],
+)
 def test_load_csv_labelled_text_errors(tmp_path, content, message):
     path = _write(tmp_path, "texts.csv", content)
     with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):

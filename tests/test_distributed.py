@@ -17,8 +17,26 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, "-m", "jaxrnn", "train", "--task", "adding", "--cell", "elman_tanh", "--hidden", "8",
-         "--length", "5", "--batch-size", "16", "--steps", "6", "--eval-every", "3"]
+TRAIN = [
+    sys.executable,
+    "-m",
+    "jaxrnn",
+    "train",
+    "--task",
+    "adding",
+    "--cell",
+    "elman_tanh",
+    "--hidden",
+    "8",
+    "--length",
+    "5",
+    "--batch-size",
+    "16",
+    "--steps",
+    "6",
+    "--eval-every",
+    "3",
+]
 TIMEOUT = 240
 
 
@@ -60,10 +78,16 @@ def _pair(tmp_path, out_0, out_1, *, with_reference=False):
     port = _free_port()
     address = f"127.0.0.1:{port}"
     # Bind the coordinator to the loopback address only (JAX's default is every interface).
-    first = _start(TRAIN + ["--out", str(out_0), "--coordinator-address", address, "--num-processes", "2",
-                            "--process-id", "0"], _env(JAX_COORDINATOR_BIND_ADDRESS=address), tmp_path)
-    second = _start(TRAIN + ["--out", str(out_1)],
-                    _env(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID="1"), tmp_path)
+    first = _start(
+        TRAIN + ["--out", str(out_0), "--coordinator-address", address, "--num-processes", "2", "--process-id", "0"],
+        _env(JAX_COORDINATOR_BIND_ADDRESS=address),
+        tmp_path,
+    )
+    second = _start(
+        TRAIN + ["--out", str(out_1)],
+        _env(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID="1"),
+        tmp_path,
+    )
     processes = [first, second]
     if with_reference:
         processes.append(_start(TRAIN + ["--out", str(tmp_path / "reference")], _env(), tmp_path))
@@ -83,8 +107,10 @@ def _loopback_only():
     # gloo connects the processes through the address this host's name resolves to.
     address = socket.gethostbyname(socket.gethostname())
     if not address.startswith("127."):
-        pytest.skip(f"this host's name resolves to {address}, not a loopback address; the 2-process test "
-                    f"talks over loopback only")
+        pytest.skip(
+            f"this host's name resolves to {address}, not a loopback address; the 2-process test "
+            f"talks over loopback only"
+        )
 
 
 def test_two_processes_train_in_step_as_one_and_resume(tmp_path):
@@ -98,8 +124,11 @@ def test_two_processes_train_in_step_as_one_and_resume(tmp_path):
     assert not out_1.exists()  # checkpoints, metrics and plots are written once, by process 0
     assert "step 6/6" in text_0 and "step 6/6" not in text_1  # and it alone logs
     got, want = _values(_records(out_0)), _values(_records(tmp_path / "reference"))
-    assert [(s, split) for s, split, _ in got] == [(s, split) for s, split, _ in want] == [
-        (1, "train"), (2, "train"), (3, "train"), (3, "val"), (4, "train"), (5, "train"), (6, "train"), (6, "val")]
+    assert (
+        [(s, split) for s, split, _ in got]
+        == [(s, split) for s, split, _ in want]
+        == [(1, "train"), (2, "train"), (3, "train"), (3, "val"), (4, "train"), (5, "train"), (6, "train"), (6, "val")]
+    )
     np.testing.assert_allclose([v for *_, v in got], [v for *_, v in want], rtol=1e-5, atol=1e-6)
     summary = json.loads((out_0 / "summary.json").read_text())
     reference = json.loads((tmp_path / "reference" / "summary.json").read_text())

@@ -38,11 +38,19 @@ print(json.dumps(outputs))
 
 
 def run_examples(tmp_path) -> dict:
-    runs = {name: [str(ROOT / "examples" / script), *(a.format(out=tmp_path) for a in args)]
-            for name, (script, *args) in RUNS.items()}
+    runs = {
+        name: [str(ROOT / "examples" / script), *(a.format(out=tmp_path) for a in args)]
+        for name, (script, *args) in RUNS.items()
+    }
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(runs)], capture_output=True, text=True,
-                            timeout=600, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", _DRIVER, json.dumps(runs)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
 

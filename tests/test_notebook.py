@@ -26,14 +26,16 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("JAXRNN_SOURCE", ROOT.as_uri())
     monkeypatch.setenv("JAXRNN_PIP_OPTIONS", "--dry-run")
-    monkeypatch.setenv("JAXRNN_BENCH_ARGS", "--quick --cells elman_tanh --shapes 2x16x8 --sweep 2x8:16 "
-                                            "--impls jaxrnn-bptt --repeats 1")
+    monkeypatch.setenv(
+        "JAXRNN_BENCH_ARGS", "--quick --cells elman_tanh --shapes 2x16x8 --sweep 2x8:16 --impls jaxrnn-bptt --repeats 1"
+    )
     monkeypatch.setenv("JAXRNN_STEPS", "10")
     monkeypatch.setenv("JAXRNN_TRAIN_ARGS", "--length 10 --hidden 8 --eval-every 5")
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on any cell's error
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()  # raises on any cell's error
 
     outputs = "\n".join(_text(cell) for cell in notebook.cells if cell.cell_type == "code")
     assert "Would install jaxrnn-0.1.0" in outputs  # the install cell's pip command, checked against this checkout

@@ -46,7 +46,8 @@ def _case_steps(out_dir):
         seen["traces"] += 1
         seen["axes"] = list(jax.sharding.get_abstract_mesh().axis_names)
         jax.debug.inspect_array_sharding(
-            batch["xs"], callback=lambda s: seen.__setitem__("xs_shard", list(s.shard_shape(batch["xs"].shape))))
+            batch["xs"], callback=lambda s: seen.__setitem__("xs_shard", list(s.shard_shape(batch["xs"].shape)))
+        )
         ys, _ = model.apply(params[0], batch["xs"])
         return train.mse(head.apply(params[1], ys[:, -1])[:, 0], batch["targets"]), {}
 
@@ -66,7 +67,9 @@ def _case_steps(out_dir):
                 traced_once = seen["traces"]
         leaves = jax.tree_util.tree_leaves(state)
         result[name] = {
-            "losses": losses, "retraces": seen["traces"] - traced_once, "axes": seen["axes"],
+            "losses": losses,
+            "retraces": seen["traces"] - traced_once,
+            "axes": seen["axes"],
             "xs_shard": seen["xs_shard"],
             "params": [np.asarray(p).tolist() for p in jax.tree_util.tree_leaves(state.params)],
             "state_devices": sorted({len(leaf.sharding.device_set) for leaf in leaves}),
@@ -82,7 +85,8 @@ def _case_steps(out_dir):
     }
     try:
         train.make_train_step(loss_fn, optimizer, mesh=mesh)(
-            train.init_state(params, optimizer, jax.random.key(2)), {k: v[:12] for k, v in batches[0].items()})
+            train.init_state(params, optimizer, jax.random.key(2)), {k: v[:12] for k, v in batches[0].items()}
+        )
     except ValueError as error:
         result["uneven_error"] = str(error)
     try:
@@ -94,7 +98,9 @@ def _case_steps(out_dir):
     text = jax.random.randint(jax.random.key(8), (400,), 0, 4)
     chunks = train.stream_chunks(text, batch_size=8, chunk_length=10)[:3]
     lm, lm_head = jr.GRU(4, 8), jr.readout(4)
-    lm_params = train.StreamParams(lm.init(jax.random.key(3), jnp.float32), lm_head.init(jax.random.key(4), 8, jnp.float32))
+    lm_params = train.StreamParams(
+        lm.init(jax.random.key(3), jnp.float32), lm_head.init(jax.random.key(4), 8, jnp.float32)
+    )
     for name, step_mesh in (("one", None), ("mesh", mesh)):
         state = train.init_state(lm_params, optimizer, jax.random.key(5))
         step = train.make_stream_train_step(lm, lm_head, optimizer, mesh=step_mesh)
@@ -102,8 +108,11 @@ def _case_steps(out_dir):
         for chunk in chunks:
             state, carry, metrics = step(state, chunk, carry)
             losses.append(float(metrics["loss"]))
-        result[f"stream_{name}"] = {"losses": losses, "carry": np.asarray(carry[0].h).tolist(),
-                                    "carry_shard": list(carry[0].h.addressable_shards[0].data.shape)}
+        result[f"stream_{name}"] = {
+            "losses": losses,
+            "carry": np.asarray(carry[0].h).tolist(),
+            "carry_shard": list(carry[0].h.addressable_shards[0].data.shape),
+        }
 
     # Evaluation: a batch of 12 rows cannot be split over 8 devices, so it runs replicated.
     def metric_fn(p, batch):
@@ -147,8 +156,23 @@ def _losses(run_dir):
     return [(r["step"], r.get("loss", r.get("mse"))) for r in map(json.loads, lines)]
 
 
-TRAIN = ["train", "--task", "adding", "--cell", "elman_tanh", "--hidden", "8", "--length", "5", "--batch-size", "16",
-         "--steps", "6", "--eval-every", "3"]
+TRAIN = [
+    "train",
+    "--task",
+    "adding",
+    "--cell",
+    "elman_tanh",
+    "--hidden",
+    "8",
+    "--length",
+    "5",
+    "--batch-size",
+    "16",
+    "--steps",
+    "6",
+    "--eval-every",
+    "3",
+]
 
 
 def _case_cli(out_dir):
@@ -159,8 +183,12 @@ def _case_cli(out_dir):
     result = {}
     for name, extra in (("one", []), ("eight", ["--devices", "8"])):
         code, text = _train(TRAIN + ["--out", str(out_dir / name)] + extra)
-        result[name] = {"code": code, "text": text, "losses": _losses(out_dir / name),
-                        "summary": json.loads((out_dir / name / "summary.json").read_text())}
+        result[name] = {
+            "code": code,
+            "text": text,
+            "losses": _losses(out_dir / name),
+            "summary": json.loads((out_dir / name / "summary.json").read_text()),
+        }
     for name, devices in (("resumed_8", "8"), ("resumed_2", "2")):
         shutil.copytree(out_dir / "eight", out_dir / name)
         (out_dir / name / "checkpoints" / "ckpt-00000006.ckpt").unlink()
@@ -174,10 +202,15 @@ def _case_cli(out_dir):
 def _case_bench(out_dir):
     """jaxrnn bench --devices 4 on a tiny shape."""
     out = pathlib.Path(out_dir) / "scaling"
-    code, text = _train(["bench", "--devices", "4", "--cells", "elman_tanh", "--shapes", "2x8x8", "--repeats", "1",
-                         "--out", str(out)])
-    return {"code": code, "text": text, "files": sorted(p.name for p in out.iterdir()),
-            "result": json.loads((out / "scaling.json").read_text())}
+    code, text = _train(
+        ["bench", "--devices", "4", "--cells", "elman_tanh", "--shapes", "2x8x8", "--repeats", "1", "--out", str(out)]
+    )
+    return {
+        "code": code,
+        "text": text,
+        "files": sorted(p.name for p in out.iterdir()),
+        "result": json.loads((out / "scaling.json").read_text()),
+    }
 
 
 def _case_pallas(out_dir):
@@ -204,9 +237,14 @@ def _case_pallas(out_dir):
         got = jax.jit(grad, static_argnums=2)(params, placed, kernel)
         jaxpr = str(jax.make_jaxpr(grad, static_argnums=2)(params, placed, kernel))
     flat = lambda tree: [np.asarray(a, np.float64).ravel().tolist() for a in jax.tree_util.tree_leaves(tree)]
-    return {"got": flat(got), "want": flat(want), "shard_maps": jaxpr.count("shard_map"),
-            "per_shard_px": "f32[7,2,80]" in jaxpr, "whole_px_in_kernel": jaxpr.count("pallas_call"),
-            "outside": str(jax.make_jaxpr(grad, static_argnums=2)(params, xs, kernel)).count("shard_map")}
+    return {
+        "got": flat(got),
+        "want": flat(want),
+        "shard_maps": jaxpr.count("shard_map"),
+        "per_shard_px": "f32[7,2,80]" in jaxpr,
+        "whole_px_in_kernel": jaxpr.count("pallas_call"),
+        "outside": str(jax.make_jaxpr(grad, static_argnums=2)(params, xs, kernel)).count("shard_map"),
+    }
 
 
 CASES = ("steps", "cli", "bench", "pallas")
@@ -217,8 +255,14 @@ def run_cases(tmp_path):
     # The suite's XLA flags (conftest.py) stay; the device count is added to them.
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}".strip()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
-    done = subprocess.run([sys.executable, __file__, str(tmp_path), *CASES], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, __file__, str(tmp_path), *CASES],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -275,10 +319,12 @@ def _check_steps(result):
     assert result["uneven_error"] == (
         "the batch size (the leading axis of every array of the batch) must be divisible by the number of devices, "
         "8, so that each device gets an equal share of the batch; got 12. Use a multiple of 8 (8 or 16), or 1, 2, "
-        "3, 4 or 6 devices.")
+        "3, 4 or 6 devices."
+    )
     assert result["ragged_error"] == (
         "every array of a batch must have the batch size as its leading axis, got leading sizes 3 at ['table'], "
-        "16 at ['xs']; keep arrays of other sizes out of the batch (e.g. in the loss function's closure).")
+        "16 at ['xs']; keep arrays of other sizes out of the batch (e.g. in the loss function's closure)."
+    )
 
 
 def _check_cli(result):
@@ -302,10 +348,13 @@ def _check_cli(result):
     code, text = result["uneven"]
     assert code == 2 and text == (
         "jaxrnn train: error: --batch-size must be divisible by the number of devices, 8, so that each device gets "
-        "an equal share of the batch; got 12. Use a multiple of 8 (8 or 16), or 1, 2, 3, 4 or 6 devices.\n")
+        "an equal share of the batch; got 12. Use a multiple of 8 (8 or 16), or 1, 2, 3, 4 or 6 devices.\n"
+    )
     code, text = result["too_many"]
-    assert code == 2 and text == ("jaxrnn train: error: --devices 9 asks for more devices than this process has: "
-                                  "8 (cpu); use --devices 8 or fewer, or 'all'.\n")
+    assert code == 2 and text == (
+        "jaxrnn train: error: --devices 9 asks for more devices than this process has: "
+        "8 (cpu); use --devices 8 or fewer, or 'all'.\n"
+    )
 
 
 def _check_bench(result):
@@ -360,8 +409,9 @@ def test_a_one_device_mesh_traces_the_step_inside_the_mesh_context():
     batch = {"x": np.arange(4.0), "y": np.zeros(4)}
     step = train.make_train_step(lambda p, b, r: loss_fn(p, {**b, "name": "plain"}, r), optimizer)
     plain, _ = step(state, batch)
-    step = train.make_train_step(lambda p, b, r: loss_fn(p, {**b, "name": "mesh"}, r), optimizer,
-                                 mesh=train.make_mesh("all"))
+    step = train.make_train_step(
+        lambda p, b, r: loss_fn(p, {**b, "name": "mesh"}, r), optimizer, mesh=train.make_mesh("all")
+    )
     meshed, _ = step(state, batch)
     assert axes == {"plain": {()}, "mesh": {(train.DATA_AXIS,)}}
     assert float(meshed.params) == float(plain.params) != 1.0
@@ -394,13 +444,22 @@ def test_devices_option_refuses_what_is_not_a_count(text, capsys):
 @pytest.mark.parametrize(
     "argv, environ, message",
     [
-        (["--devices", "2"], {}, "--devices 2 asks for more devices than this process has: 1 (cpu); use --devices 1 "
-                                 "or fewer, or 'all'."),
-        (["--num-processes", "2", "--process-id", "2"], {},
-         "--process-id must lie in [0, 2) for --num-processes 2, got 2."),
-        (["--num-processes", "0"], {}, "--num-processes must be at least 1, got 0."),
-        (["--num-processes", "2"], {"JAX_PROCESS_ID": "first"},
-         "--process-id (JAX_PROCESS_ID) must be an integer, got 'first'."),
+        (
+            ["--devices", "2"],
+            {},
+            "--devices 2 asks for more devices than this process has: 1 (cpu); use --devices 1 or fewer, or 'all'.",
+        ),
+        (
+            ["--num-processes", "2", "--process-id", "2"],
+            {},
+            "--process-id must lie in [0, 2) for --num-processes 2, got 2.",
+        ),
+        (["--num-processes", "0"], {}, "--num-processes must be a positive int, got 0."),
+        (
+            ["--num-processes", "2"],
+            {"JAX_PROCESS_ID": "first"},
+            "--process-id (JAX_PROCESS_ID) must be an integer, got 'first'.",
+        ),
     ],
 )
 def test_train_command_parallel_usage_errors(tmp_path, monkeypatch, capsys, argv, environ, message):
@@ -429,4 +488,5 @@ def test_a_failed_distributed_start_names_the_options(monkeypatch):
     assert str(error.value) == (
         "jax.distributed.initialize failed: coordinator_address should be defined. Give --coordinator-address "
         "HOST:PORT (process 0's), --num-processes and --process-id, or set JAX_COORDINATOR_ADDRESS, "
-        "JAX_NUM_PROCESSES, JAX_PROCESS_ID.")
+        "JAX_NUM_PROCESSES, JAX_PROCESS_ID."
+    )

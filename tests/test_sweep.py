@@ -44,8 +44,10 @@ def _build(config):
     def init_params(key):
         k_w, k_v = jax.random.split(key)
         scale = 1.0 if config["cell"] == "lstm" else 0.1  # so the cells' curves differ
-        return {"w": scale * jax.random.normal(k_w, (3, hidden), jnp.float32) / hidden ** 0.5,
-                "v": jax.random.normal(k_v, (hidden,), jnp.float32)}
+        return {
+            "w": scale * jax.random.normal(k_w, (3, hidden), jnp.float32) / hidden**0.5,
+            "v": jax.random.normal(k_v, (hidden,), jnp.float32),
+        }
 
     return Setup(
         init_params=init_params,
@@ -53,15 +55,30 @@ def _build(config):
         loss_fn=lambda params, batch, rng: (eval_fn(params, batch)["mse"], {}),
         eval_batches=[_batch(config["seed"] + 1, i) for i in range(2)],
         eval_fn=eval_fn,
-        report=lambda params, out_dir: {"test_mse": float(eval_fn(params, _batch(config["seed"] + 2, 0, 32))["mse"]),
-                                        "baseline_mse": 5.25},
+        report=lambda params, out_dir: {
+            "test_mse": float(eval_fn(params, _batch(config["seed"] + 2, 0, 32))["mse"]),
+            "baseline_mse": 5.25,
+        },
     )
 
 
-TASK = Task("linear", "a tiny linear regression",
-            {"cell": "lstm", "hidden": 4, "layers": 1, "steps": 6, "batch_size": 8, "learning_rate": 0.05, "seed": 0,
-             "eval_every": 2, "log_every": 1},
-            ("mse", "min"), _build)
+TASK = Task(
+    "linear",
+    "a tiny linear regression",
+    {
+        "cell": "lstm",
+        "hidden": 4,
+        "layers": 1,
+        "steps": 6,
+        "batch_size": 8,
+        "learning_rate": 0.05,
+        "seed": 0,
+        "eval_every": 2,
+        "log_every": 1,
+    },
+    ("mse", "min"),
+    _build,
+)
 TASKS = {"linear": TASK}
 
 
@@ -86,8 +103,13 @@ def test_sweep_writes_one_row_per_size_and_resumes_without_retraining(tmp_path, 
     assert json.loads((tmp_path / "sweep.json").read_text()) == json.loads(json.dumps(result))
     assert result["config"]["steps"] == 6 and "hidden" not in result["config"]
     table = (tmp_path / "sweep.md").read_text()
-    assert "| hidden | parameters | best val mse (step) | test_mse | baseline_mse | time (s) | ms/step | status |" in table
-    assert [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ") and "done" in line] == ["| 2", "| 8"]
+    assert (
+        "| hidden | parameters | best val mse (step) | test_mse | baseline_mse | time (s) | ms/step | status |" in table
+    )
+    assert [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ") and "done" in line] == [
+        "| 2",
+        "| 8",
+    ]
     assert (tmp_path / "sweep.png").stat().st_size > 0
     assert "[hidden 2] " in messages[1]  # each run's own messages, tagged
 
@@ -103,17 +125,23 @@ def test_a_sweep_folder_is_refused_to_another_config(tmp_path):
     with pytest.raises(RunError, match=r"holds another sweep \(learning_rate=0.05 \(now 0.1\)\)"):
         _sweep.sweep(TASK, {"learning_rate": 0.1}, [2], tmp_path, progress=False, log=[].append)
     # More sizes with the same config extend the sweep.
-    assert [r["hidden"] for r in _sweep.sweep(TASK, {}, [2, 3], tmp_path, progress=False, log=[].append)["runs"]] == [2, 3]
+    assert [r["hidden"] for r in _sweep.sweep(TASK, {}, [2, 3], tmp_path, progress=False, log=[].append)["runs"]] == [
+        2,
+        3,
+    ]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("32,x,128", "hidden size 'x' in '32,x,128' is not a positive integer"),
-    ("32,0", "hidden size '0' in '32,0' is not a positive integer"),
-    ("32,-4", "hidden size '-4' in '32,-4' is not a positive integer"),
-    ("32,,64", "hidden size '' in '32,,64' is not a positive integer"),
-    ("64,64", "hidden size 64 appears twice in '64,64'"),
-    ("", "expected a comma-separated list of hidden sizes"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("32,x,128", "hidden size 'x' in '32,x,128' is not a positive integer"),
+        ("32,0", "hidden size '0' in '32,0' is not a positive integer"),
+        ("32,-4", "hidden size '-4' in '32,-4' is not a positive integer"),
+        ("32,,64", "hidden size '' in '32,,64' is not a positive integer"),
+        ("64,64", "hidden size 64 appears twice in '64,64'"),
+        ("", "expected a comma-separated list of hidden sizes"),
+    ],
+)
 def test_bad_size_lists_name_the_item(text, message, capsys):
     with pytest.raises(ValueError, match=message):
         _sweep.parse_sizes(text)
@@ -122,13 +150,21 @@ def test_bad_size_lists_name_the_item(text, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text, message", [
-    ("lstm,rnn", "unknown cell 'rnn' in 'lstm,rnn'; choose from lstm, gru, elman_tanh, elman_relu, layer_norm_lstm"),
-    ("lstm,elman", "unknown cell 'elman' in 'lstm,elman'; choose from lstm, gru, elman_tanh, elman_relu, "
-                   "layer_norm_lstm"),
-    ("gru,gru", "cell 'gru' appears twice in 'gru,gru'"),
-    (" ", "expected a comma-separated list of cells (lstm, gru, elman_tanh, elman_relu, layer_norm_lstm)"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "lstm,rnn",
+            "unknown cell 'rnn' in 'lstm,rnn'; choose from lstm, gru, elman_tanh, elman_relu, layer_norm_lstm",
+        ),
+        (
+            "lstm,elman",
+            "unknown cell 'elman' in 'lstm,elman'; choose from lstm, gru, elman_tanh, elman_relu, layer_norm_lstm",
+        ),
+        ("gru,gru", "cell 'gru' appears twice in 'gru,gru'"),
+        (" ", "expected a comma-separated list of cells (lstm, gru, elman_tanh, elman_relu, layer_norm_lstm)"),
+    ],
+)
 def test_bad_cells_name_the_item(capsys, text, message):
     assert cells.parse_cells("lstm, elman_tanh") == ["lstm", "elman_tanh"]
     with pytest.raises(SystemExit):
@@ -141,11 +177,15 @@ def test_main_sweep_errors(tmp_path, capsys):
     assert _sweep.main_sweep(args, TASKS) == 2
     assert "jaxrnn sweep: error: unknown task 'nope'; choose one of linear" in capsys.readouterr().err
 
-    args = _args(_sweep.add_sweep_arguments, ["--task", "linear", "--hidden", "2", "--steps", "0", "--out", str(tmp_path)])
+    args = _args(
+        _sweep.add_sweep_arguments, ["--task", "linear", "--hidden", "2", "--steps", "0", "--out", str(tmp_path)]
+    )
     assert _sweep.main_sweep(args, TASKS) == 2
     assert "--steps must be a positive int, got 0." in capsys.readouterr().err
 
-    args = _args(_sweep.add_sweep_arguments, ["--task", "linear", "--hidden", "2", "--steps", "2", "--out", str(tmp_path)])
+    args = _args(
+        _sweep.add_sweep_arguments, ["--task", "linear", "--hidden", "2", "--steps", "2", "--out", str(tmp_path)]
+    )
     assert _sweep.main_sweep(args, TASKS, log=[].append) == 0
     args.steps = 3
     assert _sweep.main_sweep(args, TASKS, log=[].append) == 2
@@ -155,9 +195,27 @@ def test_main_sweep_errors(tmp_path, capsys):
 def test_compare_draws_one_line_per_cell_on_the_adding_problem(tmp_path, monkeypatch):
     closed = []  # the figures drawn, the last one compare.png
     monkeypatch.setattr(plotting.pyplot(), "close", closed.append)
-    args = _args(_sweep.add_compare_arguments, ["--task", "adding", "--cells", "lstm,elman_tanh", "--hidden", "8",
-                                                "--length", "10", "--steps", "20", "--eval-every", "10",
-                                                "--batch-size", "16", "--out", str(tmp_path)])
+    args = _args(
+        _sweep.add_compare_arguments,
+        [
+            "--task",
+            "adding",
+            "--cells",
+            "lstm,elman_tanh",
+            "--hidden",
+            "8",
+            "--length",
+            "10",
+            "--steps",
+            "20",
+            "--eval-every",
+            "10",
+            "--batch-size",
+            "16",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert _sweep.main_compare(args, REAL_TASKS, log=[].append) == 0
 
     result = json.loads((tmp_path / "compare.json").read_text())
@@ -166,7 +224,9 @@ def test_compare_draws_one_line_per_cell_on_the_adding_problem(tmp_path, monkeyp
     for run in result["runs"]:
         assert run["best"]["metric"] == "mse" and run["best"]["step"] in (10, 20)
         assert set(run["report"]) == {"test_mse", "baseline_mse"}
-    assert "| cell | parameters | best val mse (step) | test_mse | baseline_mse |" in (tmp_path / "compare.md").read_text()
+    assert (
+        "| cell | parameters | best val mse (step) | test_mse | baseline_mse |" in (tmp_path / "compare.md").read_text()
+    )
     assert (tmp_path / "compare.png").stat().st_size > 0 and (tmp_path / "lstm" / "curves.png").exists()
 
     [axes] = closed[-1].axes

@@ -16,10 +16,21 @@ from jaxrnn._app.tasks import TASKS
 
 TINY = {"hidden": 8, "layers": 1, "steps": 3, "batch_size": 4, "eval_every": 1}
 # Task options that keep each tiny run short.
-TINY_TASK = {"adding": {"length": 6}, "copy": {"length": 3, "delay": 2, "num_symbols": 4},
-             "sunspots": {"window": 5}, "digits": {}}
-EVAL_METRICS = {"adding": {"mse"}, "copy": {"loss", "accuracy"}, "sunspots": {"rmse"}, "digits": {"accuracy"},
-                "charlm": {"bpc"}, "series": {"rmse"}, "text": {"accuracy"}}
+TINY_TASK = {
+    "adding": {"length": 6},
+    "copy": {"length": 3, "delay": 2, "num_symbols": 4},
+    "sunspots": {"window": 5},
+    "digits": {},
+}
+EVAL_METRICS = {
+    "adding": {"mse"},
+    "copy": {"loss", "accuracy"},
+    "sunspots": {"rmse"},
+    "digits": {"accuracy"},
+    "charlm": {"bpc"},
+    "series": {"rmse"},
+    "text": {"accuracy"},
+}
 # The tasks whose batches are independent; charlm carries state (tests/test_charlm.py).
 INDEPENDENT = ["adding", "copy", "sunspots", "digits"]
 REPORT_KEYS = {
@@ -40,7 +51,8 @@ def test_registry():
         assert task.name == name and task.summary and "\n" not in task.summary
         assert task.monitor[0] in EVAL_METRICS[name] and task.monitor[1] in train.MODES
         assert {"cell", "hidden", "layers", "steps", "batch_size", "learning_rate", "seed", "eval_every"} <= set(
-            task.defaults)
+            task.defaults
+        )
         assert task.defaults["cell"] in cells.CELLS
 
 
@@ -113,8 +125,16 @@ def test_digits_report_scores(tmp_path):
     [
         ("adding", {"length": 1}, "--length must be an int >= 2, got 1."),
         ("adding", {"length": 2.5}, "--length must be an int >= 2, got 2.5."),
-        ("adding", {"cell": "rnn"}, "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'rnn'"),
-        ("adding", {"cell": "elman"}, "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'elman'"),
+        (
+            "adding",
+            {"cell": "rnn"},
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'rnn'",
+        ),
+        (
+            "adding",
+            {"cell": "elman"},
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'elman'",
+        ),
         ("adding", {"hidden": 0}, "--hidden must be a positive int, got 0."),
         ("adding", {"layers": 0}, "--layers must be a positive int, got 0."),
         ("adding", {"batch_size": 0}, "--batch-size must be a positive int, got 0."),
@@ -123,7 +143,11 @@ def test_digits_report_scores(tmp_path):
         ("copy", {"delay": 0}, "--delay must be a positive int, got 0."),
         ("copy", {"num_symbols": True}, "--num-symbols must be a positive int, got True."),
         ("sunspots", {"window": 0}, "--window must be a positive int, got 0."),
-        ("digits", {"cell": "LSTM"}, "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'LSTM'"),
+        (
+            "digits",
+            {"cell": "LSTM"},
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'LSTM'",
+        ),
     ],
 )
 def test_bad_options(name, overrides, message):

@@ -93,9 +93,15 @@ def test_all_masked_loss_has_zero_finite_gradient():
     "call, match",
     [
         (lambda: train.mse(jnp.ones((B, T)), jnp.ones((B, T + 1))), r"same shape, got \(5, 7\) and \(5, 8\)"),
-        (lambda: train.mse(jnp.ones((B, T)), jnp.ones((B, T)), jnp.ones((T,), bool)), r"mask must have a leading part .* got shape \(7,\)"),
+        (
+            lambda: train.mse(jnp.ones((B, T)), jnp.ones((B, T)), jnp.ones((T,), bool)),
+            r"mask must have a leading part .* got shape \(7,\)",
+        ),
         (lambda: train.cross_entropy(jnp.ones((B, T, C)), jnp.ones((B, T))), "labels must be an integer array"),
-        (lambda: train.cross_entropy(jnp.ones((B, C)), jnp.ones((B, T), jnp.int32)), r"logits must have shape labels.shape \+ \(num_classes,\)"),
+        (
+            lambda: train.cross_entropy(jnp.ones((B, C)), jnp.ones((B, T), jnp.int32)),
+            r"logits must have shape labels.shape \+ \(num_classes,\)",
+        ),
         (lambda: train.accuracy(jnp.ones((B, T)), jnp.ones((B, T), jnp.int32)), "expected logits of shape"),
         (lambda: train.confusion_matrix(jnp.array([0, 5]), jnp.array([0, 1]), 3), r"predictions must lie in \[0, 3\)"),
         (lambda: train.confusion_matrix(jnp.ones((2, 4)), jnp.array([0, 1]), 3), "num_classes = 3 entries"),
@@ -274,7 +280,9 @@ def test_evaluate_weights_batches(weighted):
         if weighted:
             batch["weight"] = jnp.sum(batch["mask"])
         batches.append(batch)
-    eval_step = train.make_eval_step(lambda p, b: {"mse": train.mse(b["x"], jnp.zeros_like(b["x"]) + p, b["mask"] if weighted else None)})
+    eval_step = train.make_eval_step(
+        lambda p, b: {"mse": train.mse(b["x"], jnp.zeros_like(b["x"]) + p, b["mask"] if weighted else None)}
+    )
     got = train.evaluate(eval_step, 0.5, batches)
     x = [np.asarray(b["x"]) for b in batches]
     if weighted:
@@ -360,7 +368,10 @@ def test_stream_chunks_continue_each_row(n, batch_size, chunk_length):
 @pytest.mark.parametrize(
     "args, match",
     [
-        ((jnp.arange(10), 4, 2), r"each of the 4 rows has 2 tokens, fewer than one chunk needs \(chunk_length \+ 1 = 3\)"),
+        (
+            (jnp.arange(10), 4, 2),
+            r"each of the 4 rows has 2 tokens, fewer than one chunk needs \(chunk_length \+ 1 = 3\)",
+        ),
         ((jnp.zeros((3, 10), jnp.int32), 2, 2), r"must have batch_size = 2 rows, got shape \(3, 10\)"),
         ((jnp.zeros((2, 2, 2)), 2, 1), "tokens must be a stream"),
         ((jnp.arange(10), 2, 0), "chunk_length must be a positive int"),
@@ -441,7 +452,9 @@ def test_stream_train_step_errors():
     model, head = jr.LSTM(4, 3), jr.readout(4)
     with pytest.raises(ValueError, match="loss must be one of"):
         train.make_stream_train_step(model, head, optax.sgd(0.1), loss="nll")
-    params = train.StreamParams(model.init(jax.random.PRNGKey(0), jnp.float64), head.init(jax.random.PRNGKey(1), 3, jnp.float64))
+    params = train.StreamParams(
+        model.init(jax.random.PRNGKey(0), jnp.float64), head.init(jax.random.PRNGKey(1), 3, jnp.float64)
+    )
     opt = optax.sgd(0.1)
     step = train.make_stream_train_step(model, head, opt)
     with pytest.raises(ValueError, match=r"integer tokens \[B, L \+ 1\], got shape \(2, 5, 4\)"):

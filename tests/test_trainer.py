@@ -7,7 +7,8 @@ import argparse
 import io
 import json
 import sys
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,8 +85,13 @@ def _build(config, *, poison_step=None, flat_eval=False):
 
 def _task(name="linear", **build_options):
     defaults = {"cell": "lstm", "steps": 12, "batch_size": 8, "learning_rate": 0.05, "seed": 0, "eval_every": 3}
-    return Task(name, f"{name}: a tiny linear regression", defaults, ("mse", "min"),
-                lambda config: _build(config, **build_options))
+    return Task(
+        name,
+        f"{name}: a tiny linear regression",
+        defaults,
+        ("mse", "min"),
+        lambda config: _build(config, **build_options),
+    )
 
 
 def _records(out_dir, split):
@@ -165,8 +171,11 @@ def test_early_stopping_after_patience_evaluations(tmp_path):
 
 def test_a_folder_with_another_run_is_refused(tmp_path):
     _run(_task(), tmp_path, steps=3)
-    with pytest.raises(RunError, match=r"--out .* holds another run \(task 'linear', .*learning_rate=0.05.*; "
-                                                r"choose another --out or delete it"):
+    with pytest.raises(
+        RunError,
+        match=r"--out .* holds another run \(task 'linear', .*learning_rate=0.05.*; "
+        r"choose another --out or delete it",
+    ):
         _run(_task(), tmp_path, steps=3, learning_rate=0.01)
 
 
@@ -178,8 +187,10 @@ def test_run_writes_config_metrics_curves_and_summary(tmp_path):
     train_records, val_records = _records(tmp_path, "train"), _records(tmp_path, "val")
     assert [r["step"] for r in train_records] == [2, 4]
     assert set(train_records[0]) == {"step", "split", "loss", "grad_norm", "w_norm", "time_s"}
-    assert [(r["step"], set(r)) for r in val_records] == [(3, {"step", "split", "mse", "time_s"}),
-                                                           (4, {"step", "split", "mse", "time_s"})]
+    assert [(r["step"], set(r)) for r in val_records] == [
+        (3, {"step", "split", "mse", "time_s"}),
+        (4, {"step", "split", "mse", "time_s"}),
+    ]
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["status"] == "done" and saved["steps"] == 4 and saved["val"]["mse"] == val_records[-1]["mse"]
@@ -209,8 +220,9 @@ def test_main_train_config_file_then_flags(tmp_path, capsys):
     tasks = {"linear": _task()}
     config_file = tmp_path / "c.json"
     config_file.write_text(json.dumps({"task": "linear", "steps": 3, "learning_rate": 0.01, "extra": 1}))
-    code, err = _main(["--config", str(config_file), "--learning-rate", "0.02", "--out", str(tmp_path / "r")],
-                      tasks, capsys)
+    code, err = _main(
+        ["--config", str(config_file), "--learning-rate", "0.02", "--out", str(tmp_path / "r")], tasks, capsys
+    )
 
     assert (code, err) == (0, "")
     config = json.loads((tmp_path / "r" / "config.json").read_text())
@@ -260,10 +272,11 @@ def test_a_task_that_needs_an_extra_names_it(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["train", "sweep", "compare"])
-@pytest.mark.parametrize("hidden, named", [(["matplotlib"], "matplotlib"), (["tqdm"], "tqdm"),
-                                           (["matplotlib", "tqdm"], "matplotlib and tqdm")])
-def test_commands_name_the_extra_when_plots_or_bars_are_missing(tmp_path, capsys, monkeypatch, command, hidden,
-                                                                 named):
+@pytest.mark.parametrize(
+    "hidden, named",
+    [(["matplotlib"], "matplotlib"), (["tqdm"], "tqdm"), (["matplotlib", "tqdm"], "matplotlib and tqdm")],
+)
+def test_commands_name_the_extra_when_plots_or_bars_are_missing(tmp_path, capsys, monkeypatch, command, hidden, named):
     for name in hidden:
         monkeypatch.setitem(sys.modules, name, None)  # `import name` raises ImportError
     monkeypatch.chdir(tmp_path)

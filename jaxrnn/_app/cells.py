@@ -8,7 +8,7 @@ everywhere: ``lstm``, ``gru``, ``elman_tanh``, ``elman_relu``, ``layer_norm_lstm
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import jaxrnn as jr
 
@@ -29,7 +29,7 @@ def check_cell(name, option: str = "--cell") -> str:
     return name
 
 
-def parse_cells(text: str, choices: Optional[Sequence[str]] = None) -> list:
+def parse_cells(text: str, choices: Sequence[str] | None = None) -> list:
     """``"lstm,elman_tanh"`` -> ``["lstm", "elman_tanh"]``; a ValueError names an unknown or repeated cell.
 
     Example:

@@ -24,7 +24,8 @@ import json
 import pathlib
 import sys
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,12 +36,21 @@ from jaxrnn import train as training
 from jaxrnn._app import cells, options
 from jaxrnn._app.options import RunError
 
-
 # ------------------------------------------------------------------------------ demo
 
 
-def train(cell: str = "lstm", *, steps: int = 400, length: int = 30, hidden: int = 32, batch: int = 64,
-          learning_rate: float = 1e-2, seed: int = 0, log_every: int = 50, out=sys.stdout) -> list:
+def train(
+    cell: str = "lstm",
+    *,
+    steps: int = 400,
+    length: int = 30,
+    hidden: int = 32,
+    batch: int = 64,
+    learning_rate: float = 1e-2,
+    seed: int = 0,
+    log_every: int = 50,
+    out=sys.stdout,
+) -> list:
     """Train on the adding problem with :mod:`jaxrnn.train`; returns ``[(step, loss), ...]`` as printed."""
     model = cells.stack(cell, input_size=2, hidden_size=hidden)
     head = jr.readout(1)
@@ -58,8 +68,11 @@ def train(cell: str = "lstm", *, steps: int = 400, length: int = 30, hidden: int
     state = training.init_state(params, optimizer, k_state)
     train_step = training.make_train_step(loss_fn, optimizer)
 
-    print(f"adding problem, T={length}: {cell} with {hidden} units, batch {batch}, {steps} Adam steps "
-          f"(predicting the mean scores {data.ADDING_BASELINE_MSE:.3f})", file=out)
+    print(
+        f"adding problem, T={length}: {cell} with {hidden} units, batch {batch}, {steps} Adam steps "
+        f"(predicting the mean scores {data.ADDING_BASELINE_MSE:.3f})",
+        file=out,
+    )
     history, start, running = [], time.perf_counter(), []
     for step in range(1, steps + 1):
         xs, targets = data.adding(seed * 1_000_003 + step, batch, length)
@@ -74,8 +87,12 @@ def train(cell: str = "lstm", *, steps: int = 400, length: int = 30, hidden: int
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cell", type=options.argument_type(cells.check_cell), default="lstm",
-                        help=f"recurrent cell: {', '.join(cells.CELLS)} (default lstm)")
+    parser.add_argument(
+        "--cell",
+        type=options.argument_type(cells.check_cell),
+        default="lstm",
+        help=f"recurrent cell: {', '.join(cells.CELLS)} (default lstm)",
+    )
     parser.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
     parser.add_argument("--length", type=int, default=50, help="sequence length T (default 50)")
     parser.add_argument("--hidden", type=int, default=32, help="hidden units (default 32)")
@@ -86,21 +103,31 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for name in ("steps", "length", "hidden"):
         if getattr(args, name) < (2 if name == "length" else 1):
             parser.error(f"--{name} must be at least {2 if name == 'length' else 1}, got {getattr(args, name)}")
-    train(args.cell, steps=args.steps, length=args.length, hidden=args.hidden, seed=args.seed,
-          log_every=max(1, args.steps // 8))
+    train(
+        args.cell,
+        steps=args.steps,
+        length=args.length,
+        hidden=args.hidden,
+        seed=args.seed,
+        log_every=max(1, args.steps // 8),
+    )
     return 0
 
 
 # ---------------------------------------------------------------------- train, tasks
 
 _TRAIN_HELPS = {
-    "cell": f"recurrent cell: {', '.join(cells.CELLS)}", "hidden": "hidden units per layer",
-    "layers": "stacked layers", "steps": "training steps", "batch_size": "examples per batch",
+    "cell": f"recurrent cell: {', '.join(cells.CELLS)}",
+    "hidden": "hidden units per layer",
+    "layers": "stacked layers",
+    "steps": "training steps",
+    "batch_size": "examples per batch",
     "learning_rate": "Adam's learning rate",
     "length": "sequence length (adding), symbols to copy (copy), characters per chunk (charlm)",
     "seed": "random seed",
     "eval_every": "steps between evaluations and checkpoints",
-    "window": "past values per forecast (sunspots)", "delay": "blank steps before recall (copy)",
+    "window": "past values per forecast (sunspots)",
+    "delay": "blank steps before recall (copy)",
     "num_symbols": "alphabet size (copy)",
     "text": "a UTF-8 text file to model (charlm)",
     "data": "your CSV file: a numeric series (series) or label,text rows (text)",
@@ -112,23 +139,54 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn train`` to ``parser``; flags left out stay None."""
     parser.add_argument("--task", help=f"the task to train on (see `jaxrnn tasks`; default {options.DEFAULT_TASK})")
     options.add_flag_arguments(parser, {key: f"{text} (default: the task's)" for key, text in _TRAIN_HELPS.items()})
-    parser.add_argument("--config", type=pathlib.Path, default=None, metavar="FILE",
-                        help="a JSON object of config keys (a run's config.json works); command-line values win")
-    parser.add_argument("--out", type=pathlib.Path, default=None, metavar="DIR",
-                        help="the run's folder (default runs/TASK-CELL); an existing run there is resumed")
-    options.add_parallel_arguments(parser, what="the batch is split over them and they must divide --batch-size "
-                                                "(default: one device, or all with more than one process)")
+    parser.add_argument(
+        "--config",
+        type=pathlib.Path,
+        default=None,
+        metavar="FILE",
+        help="a JSON object of config keys (a run's config.json works); command-line values win",
+    )
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        metavar="DIR",
+        help="the run's folder (default runs/TASK-CELL); an existing run there is resumed",
+    )
+    options.add_parallel_arguments(
+        parser,
+        what="the batch is split over them and they must divide --batch-size "
+        "(default: one device, or all with more than one process)",
+    )
     scale = parser.add_argument_group(
-        "more than one process (jax.distributed): run the same command on every host; process 0 writes --out")
-    scale.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
-                       help="process 0's address and a free port (default: $JAX_COORDINATOR_ADDRESS)")
-    scale.add_argument("--num-processes", type=int, default=None, metavar="N",
-                       help="how many processes take part (default: $JAX_NUM_PROCESSES)")
-    scale.add_argument("--process-id", type=int, default=None, metavar="I",
-                       help="this process's index, 0 to N-1 (default: $JAX_PROCESS_ID)")
-    scale.add_argument("--distributed", action="store_true",
-                       help="initialise jax.distributed even without the options above, letting JAX detect "
-                            "the cluster (Cloud TPU slices, SLURM, Open MPI, Kubernetes)")
+        "more than one process (jax.distributed): run the same command on every host; process 0 writes --out"
+    )
+    scale.add_argument(
+        "--coordinator-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="process 0's address and a free port (default: $JAX_COORDINATOR_ADDRESS)",
+    )
+    scale.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="how many processes take part (default: $JAX_NUM_PROCESSES)",
+    )
+    scale.add_argument(
+        "--process-id",
+        type=int,
+        default=None,
+        metavar="I",
+        help="this process's index, 0 to N-1 (default: $JAX_PROCESS_ID)",
+    )
+    scale.add_argument(
+        "--distributed",
+        action="store_true",
+        help="initialise jax.distributed even without the options above, letting JAX detect "
+        "the cluster (Cloud TPU slices, SLURM, Open MPI, Kubernetes)",
+    )
 
 
 def _read_config_file(path: pathlib.Path) -> dict:
@@ -145,20 +203,21 @@ def _read_config_file(path: pathlib.Path) -> dict:
     return values
 
 
-def _mesh(args: argparse.Namespace) -> Optional[jax.sharding.Mesh]:
+def _mesh(args: argparse.Namespace) -> jax.sharding.Mesh | None:
     """Initialise jax.distributed if asked to, then the mesh of ``--devices``; None for one device."""
     from jaxrnn.train import _parallel
 
     try:
-        distributed = _parallel.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id,
-                                                       required=args.distributed)
+        distributed = _parallel.initialize_distributed(
+            args.coordinator_address, args.num_processes, args.process_id, required=args.distributed
+        )
         devices = args.devices if args.devices is not None else ("all" if distributed else None)
         return None if devices is None else _parallel.make_mesh(devices, name="--devices")
     except ValueError as error:
         raise RunError(str(error)) from error
 
 
-def main_train(args: argparse.Namespace, tasks: Optional[dict] = None, *, log: Callable[[str], Any] = print) -> int:
+def main_train(args: argparse.Namespace, tasks: dict | None = None, *, log: Callable[[str], Any] = print) -> int:
     """``jaxrnn train``: build the config from the task's defaults, ``--config`` and the flags given; run it.
 
     Returns:
@@ -194,7 +253,7 @@ def _tasks() -> dict:
     return TASKS
 
 
-def main_tasks(tasks: Optional[dict] = None, *, out=None) -> int:
+def main_tasks(tasks: dict | None = None, *, out=None) -> int:
     """``jaxrnn tasks``: each task's name, summary, monitored metric and defaults; returns 0."""
     tasks = _tasks() if tasks is None else tasks
     out = sys.stdout if out is None else out
@@ -218,28 +277,42 @@ def _parser() -> tuple:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers = {
         "demo": commands.add_parser(
-            "demo", help="train a small network on the adding problem and print its loss (default)",
-            description="Train a small recurrent network on the adding problem and print its loss."),
+            "demo",
+            help="train a small network on the adding problem and print its loss (default)",
+            description="Train a small recurrent network on the adding problem and print its loss.",
+        ),
         "bench": commands.add_parser(
-            "bench", help="throughput and memory against flax, cuDNN and PyTorch",
+            "bench",
+            help="throughput and memory against flax, cuDNN and PyTorch",
             description="Time jaxrnn against its peers on the same weights and inputs; writes JSON, a markdown "
-                        "table and plots."),
+            "table and plots.",
+        ),
         "train": commands.add_parser(
-            "train", help="train a model on a built-in task (default: the adding problem, about a minute)",
+            "train",
+            help="train a model on a built-in task (default: the adding problem, about a minute)",
             description="Train a recurrent network on a built-in task with progress, metrics, plots and "
-                        "checkpoints; running the same command again resumes the run."),
+            "checkpoints; running the same command again resumes the run.",
+        ),
         "tasks": commands.add_parser(
-            "tasks", help="list the built-in tasks and their defaults",
-            description="List the built-in tasks, their defaults and the metric they stop early on."),
+            "tasks",
+            help="list the built-in tasks and their defaults",
+            description="List the built-in tasks, their defaults and the metric they stop early on.",
+        ),
         "sweep": commands.add_parser(
-            "sweep", help="train one task at several hidden sizes: validation metric and time per size",
-            description="How to choose the hidden size: train the task at each size; writes a table and a plot."),
+            "sweep",
+            help="train one task at several hidden sizes: validation metric and time per size",
+            description="How to choose the hidden size: train the task at each size; writes a table and a plot.",
+        ),
         "compare": commands.add_parser(
-            "compare", help="train several cells on one task and plot their validation curves together",
-            description="Train each cell on the same task and config; one figure of their validation curves."),
+            "compare",
+            help="train several cells on one task and plot their validation curves together",
+            description="Train each cell on the same task and config; one figure of their validation curves.",
+        ),
         "generate": commands.add_parser(
-            "generate", help="sample text from a trained charlm run",
-            description="Sample text from the latest checkpoint of a charlm run, with a temperature."),
+            "generate",
+            help="sample text from a trained charlm run",
+            description="Sample text from the latest checkpoint of a charlm run, with a temperature.",
+        ),
     }
     _add_demo_arguments(subparsers["demo"])
     return parser, subparsers

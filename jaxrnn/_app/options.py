@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import pathlib
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from jaxrnn._core.checks import check_positive_int
 from jaxrnn.train import _parallel
@@ -25,9 +26,21 @@ DEFAULT_TASK = "adding"
 
 # The config keys that have flags, with their types; --batch-size sets "batch_size".
 FLAGS = {
-    "cell": str, "hidden": int, "layers": int, "steps": int, "batch_size": int,
-    "learning_rate": float, "length": int, "seed": int, "eval_every": int,
-    "window": int, "delay": int, "num_symbols": int, "text": str, "data": str, "column": str,
+    "cell": str,
+    "hidden": int,
+    "layers": int,
+    "steps": int,
+    "batch_size": int,
+    "learning_rate": float,
+    "length": int,
+    "seed": int,
+    "eval_every": int,
+    "window": int,
+    "delay": int,
+    "num_symbols": int,
+    "text": str,
+    "data": str,
+    "column": str,
 }
 POSITIVE = ("hidden", "layers", "steps", "batch_size", "length", "eval_every", "window", "num_symbols")
 
@@ -107,17 +120,27 @@ def add_flag_arguments(parser: argparse.ArgumentParser, helps: dict, *, skip: tu
     """One option per config key of :data:`FLAGS` but ``skip``, None when not given; ``helps[key]`` its help."""
     for key, kind in FLAGS.items():
         if key not in skip:
-            parser.add_argument(option(key), type=kind, default=None,
-                                metavar="FILE" if key in ("text", "data") else None, help=helps[key])
+            parser.add_argument(
+                option(key),
+                type=kind,
+                default=None,
+                metavar="FILE" if key in ("text", "data") else None,
+                help=helps[key],
+            )
 
 
 def add_parallel_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
     """Add ``--devices N|all`` (None when not given) to ``parser``; ``what`` ends its help."""
-    parser.add_argument("--devices", type=argument_type(_parallel.parse_devices), default=None, metavar="N|all",
-                        help=f"data parallel over N devices of each process, or all of them: {what}")
+    parser.add_argument(
+        "--devices",
+        type=argument_type(_parallel.parse_devices),
+        default=None,
+        metavar="N|all",
+        help=f"data parallel over N devices of each process, or all of them: {what}",
+    )
 
 
-def task_named(name: Optional[str], tasks: dict):
+def task_named(name: str | None, tasks: dict):
     """``tasks[name]`` (``name`` None: :data:`DEFAULT_TASK`), else a RunError listing the tasks."""
     name = DEFAULT_TASK if name is None else name
     if name not in tasks:

@@ -6,15 +6,16 @@ tqdm is imported when a bar is made, so importing the application needs none.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
-def shown(progress: Optional[bool]) -> bool:
+def shown(progress: bool | None) -> bool:
     """Whether to draw bars: as asked (True or False), or when stderr is a terminal (None)."""
     return sys.stderr.isatty() if progress is None else progress
 
 
-def bar(iterable: Optional[Iterable] = None, **options):
+def bar(iterable: Iterable | None = None, **options):
     """A tqdm bar on stderr that follows the terminal's width; ``options`` go to ``tqdm``."""
     from tqdm import tqdm
 

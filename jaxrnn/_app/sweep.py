@@ -23,7 +23,8 @@ import json
 import math
 import pathlib
 import sys
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -60,8 +61,18 @@ def parse_sizes(text: str) -> list:
 # ------------------------------------------------------------------------------ runs
 
 
-def _study(kind: str, task, overrides: dict, key: str, values: list, out_dir: pathlib.Path, folder: Callable[[Any], str],
-           *, progress: Optional[bool], log: Callable[[str], Any]) -> dict:
+def _study(
+    kind: str,
+    task,
+    overrides: dict,
+    key: str,
+    values: list,
+    out_dir: pathlib.Path,
+    folder: Callable[[Any], str],
+    *,
+    progress: bool | None,
+    log: Callable[[str], Any],
+) -> dict:
     """Run ``task`` once per value of config ``key``, each in ``out_dir / folder(value)``.
 
     Returns the study (also written to ``out_dir / f"{kind}.json"`` after each run):
@@ -73,7 +84,13 @@ def _study(kind: str, task, overrides: dict, key: str, values: list, out_dir: pa
     # The shared config without the varied key, JSON-normalised so it compares with a saved one.
     shared = json.loads(json.dumps({k: v for k, v in base.items() if k != key}))
     metric, mode = task.monitor
-    study = {"task": task.name, "varied": key, "config": shared, "monitor": {"metric": metric, "mode": mode}, "runs": []}
+    study = {
+        "task": task.name,
+        "varied": key,
+        "config": shared,
+        "monitor": {"metric": metric, "mode": mode},
+        "runs": [],
+    }
     path = out_dir / f"{kind}.json"
     _claim(path, study, kind)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +123,9 @@ def _claim(path: pathlib.Path, study: dict, kind: str) -> None:
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise RunError(f"--out {path.parent} has an unreadable {path.name} ({error}); choose another --out or delete it.") from error
+        raise RunError(
+            f"--out {path.parent} has an unreadable {path.name} ({error}); choose another --out or delete it."
+        ) from error
     theirs, ours = {"task": saved.get("task"), **saved.get("config", {})}, {"task": study["task"], **study["config"]}
     if theirs != ours:
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
@@ -150,8 +169,9 @@ def _parameter_count(task, config: dict) -> int:
 # ---------------------------------------------------------------------------- sweep
 
 
-def sweep(task, config: dict, hidden_sizes: list, out_dir, *, progress: Optional[bool] = None,
-          log: Callable[[str], Any] = print) -> dict:
+def sweep(
+    task, config: dict, hidden_sizes: list, out_dir, *, progress: bool | None = None, log: Callable[[str], Any] = print
+) -> dict:
     """Train ``task`` once per hidden size, each run in ``out_dir/hidden-N``; tabulate and plot them.
 
     Args:
@@ -176,8 +196,17 @@ def sweep(task, config: dict, hidden_sizes: list, out_dir, *, progress: Optional
         sweep with another config.
     """
     out_dir = pathlib.Path(out_dir)
-    result = _study("sweep", task, dict(config), "hidden", list(hidden_sizes), out_dir, lambda n: f"hidden-{n}",
-                    progress=progress, log=log)
+    result = _study(
+        "sweep",
+        task,
+        dict(config),
+        "hidden",
+        list(hidden_sizes),
+        out_dir,
+        lambda n: f"hidden-{n}",
+        progress=progress,
+        log=log,
+    )
     table = _markdown(result, "hidden")
     (out_dir / "sweep.md").write_text(f"# {task.name}: hidden size sweep\n\n{_config_line(result)}\n\n{table}\n")
     _plot_sweep(result, out_dir / "sweep.png")
@@ -210,8 +239,9 @@ def _plot_sweep(result: dict, path: pathlib.Path) -> None:
 # -------------------------------------------------------------------------- compare
 
 
-def compare(task, config: dict, cells: list, out_dir, *, progress: Optional[bool] = None,
-            log: Callable[[str], Any] = print) -> dict:
+def compare(
+    task, config: dict, cells: list, out_dir, *, progress: bool | None = None, log: Callable[[str], Any] = print
+) -> dict:
     """Train ``task`` once per cell on the same config, each run in ``out_dir/CELL``; draw them in one figure.
 
     Args:
@@ -285,8 +315,15 @@ def _markdown(result: dict, key: str) -> str:
     for r in result["runs"]:
         best = "—" if r["best"]["value"] is None else f"{r['best']['value']:.4g} ({r['best']['step']})"
         report = [f"{v:.4g}" if _scalar(v := (r["report"] or {}).get(k)) else "—" for k in reported]
-        cells = [str(r[key]), f"{r['params']:,}", best, *report, f"{r['time_s']:.1f}", f"{r['ms_per_step']:.1f}",
-                 r["status"]]
+        cells = [
+            str(r[key]),
+            f"{r['params']:,}",
+            best,
+            *report,
+            f"{r['time_s']:.1f}",
+            f"{r['ms_per_step']:.1f}",
+            r["status"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -300,28 +337,46 @@ def _scalar(value) -> bool:
 
 def _add_shared_arguments(parser: argparse.ArgumentParser, varied: str, kind: str) -> None:
     parser.add_argument("--task", help=f"the task (see `jaxrnn tasks`; default {options.DEFAULT_TASK})")
-    options.add_flag_arguments(parser, {key: f"{key.replace('_', ' ')} for every run (default: the task's)"
-                                        for key in options.FLAGS}, skip=(varied,))
-    parser.add_argument("--out", type=pathlib.Path, default=None, metavar="DIR",
-                        help=f"the {kind}'s folder (default runs/{kind}-TASK); running the same command again "
-                             "resumes it without retraining the finished runs")
+    options.add_flag_arguments(
+        parser,
+        {key: f"{key.replace('_', ' ')} for every run (default: the task's)" for key in options.FLAGS},
+        skip=(varied,),
+    )
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        metavar="DIR",
+        help=f"the {kind}'s folder (default runs/{kind}-TASK); running the same command again "
+        "resumes it without retraining the finished runs",
+    )
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn sweep`` to ``parser``."""
-    parser.add_argument("--hidden", type=options.argument_type(parse_sizes), default=list(DEFAULT_HIDDEN), metavar="N,N,...",
-                        help=f"the hidden sizes to train (default {','.join(map(str, DEFAULT_HIDDEN))})")
+    parser.add_argument(
+        "--hidden",
+        type=options.argument_type(parse_sizes),
+        default=list(DEFAULT_HIDDEN),
+        metavar="N,N,...",
+        help=f"the hidden sizes to train (default {','.join(map(str, DEFAULT_HIDDEN))})",
+    )
     _add_shared_arguments(parser, "hidden", "sweep")
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn compare`` to ``parser``."""
-    parser.add_argument("--cells", type=options.argument_type(parse_cells), default=list(DEFAULT_CELLS), metavar="CELL,...",
-                        help=f"the cells to train (default {','.join(DEFAULT_CELLS)})")
+    parser.add_argument(
+        "--cells",
+        type=options.argument_type(parse_cells),
+        default=list(DEFAULT_CELLS),
+        metavar="CELL,...",
+        help=f"the cells to train (default {','.join(DEFAULT_CELLS)})",
+    )
     _add_shared_arguments(parser, "cell", "compare")
 
 
-def _main(kind: str, study: Callable, values: list, varied: str, args, tasks: Optional[dict], log) -> int:
+def _main(kind: str, study: Callable, values: list, varied: str, args, tasks: dict | None, log) -> int:
     tasks = TASKS if tasks is None else tasks
     try:
         task = options.task_named(args.task, tasks)
@@ -335,7 +390,7 @@ def _main(kind: str, study: Callable, values: list, varied: str, args, tasks: Op
     return 1 if any(r["status"] == "nonfinite" for r in result["runs"]) else 0
 
 
-def main_sweep(args: argparse.Namespace, tasks: Optional[dict] = None, *, log: Callable[[str], Any] = print) -> int:
+def main_sweep(args: argparse.Namespace, tasks: dict | None = None, *, log: Callable[[str], Any] = print) -> int:
     """``jaxrnn sweep``: :func:`sweep` over ``args.hidden`` with the options given.
 
     Returns:
@@ -347,6 +402,6 @@ def main_sweep(args: argparse.Namespace, tasks: Optional[dict] = None, *, log: C
     return _main("sweep", sweep, args.hidden, "hidden", args, tasks, log)
 
 
-def main_compare(args: argparse.Namespace, tasks: Optional[dict] = None, *, log: Callable[[str], Any] = print) -> int:
+def main_compare(args: argparse.Namespace, tasks: dict | None = None, *, log: Callable[[str], Any] = print) -> int:
     """``jaxrnn compare``: :func:`compare` over ``args.cells`` with the options given; exit codes as :func:`main_sweep`."""
     return _main("compare", compare, args.cells, "cell", args, tasks, log)

@@ -47,7 +47,8 @@ import json
 import math
 import pathlib
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import IO, Any, NamedTuple
 
 import jax
 import numpy as np
@@ -118,9 +119,13 @@ def _claim(out_dir: pathlib.Path, config: dict) -> None:
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise RunError(f"--out {out_dir} has an unreadable config.json ({error}); choose another --out or delete it.") from error
+        raise RunError(
+            f"--out {out_dir} has an unreadable config.json ({error}); choose another --out or delete it."
+        ) from error
     if saved != json.loads(json.dumps(config)):
-        changed = sorted(k for k in set(saved) | set(config) if saved.get(k, None) != json.loads(json.dumps(config.get(k))))
+        changed = sorted(
+            k for k in set(saved) | set(config) if saved.get(k, None) != json.loads(json.dumps(config.get(k)))
+        )
         what = ", ".join(f"{k}={saved.get(k)!r}" for k in changed[:4])
         raise RunError(
             f"--out {out_dir} holds another run (task {saved.get('task')!r}, {what}); "
@@ -143,8 +148,15 @@ def _claim_on_primary(out_dir: pathlib.Path, config: dict) -> None:
 # ------------------------------------------------------------------------------ loop
 
 
-def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Callable[[str], Any] = print,
-        mesh: Optional[jax.sharding.Mesh] = None) -> dict:
+def run(
+    task,
+    config: dict,
+    out_dir,
+    *,
+    progress: bool | None = None,
+    log: Callable[[str], Any] = print,
+    mesh: jax.sharding.Mesh | None = None,
+) -> dict:
     """Train ``task`` with ``config`` in ``out_dir``, resuming the run already there.
 
     Each step is ``state, metrics = train_step(state, setup.train_batch(step))`` with
@@ -187,7 +199,6 @@ def run(task, config: dict, out_dir, *, progress: Optional[bool] = None, log: Ca
     session = _Session(task, setup, config, out_dir, mesh=mesh, primary=primary, log=log)
     status = session.train(show_bar=primary and bars.shown(progress))
     return session.finish(status)
-
 
 
 def _silent(message: str) -> None:
@@ -246,7 +257,7 @@ def make_step(setup, optimizer, *, mesh=None) -> Callable:
     return step
 
 
-def latest_params(out_dir, init_params: Callable, initial_carry: Any, config: dict) -> Optional[Any]:
+def latest_params(out_dir, init_params: Callable, initial_carry: Any, config: dict) -> Any | None:
     """The parameters a run's report scores, from its latest checkpoint: those of the best
     evaluation, or the latest ones before any evaluation; None without a checkpoint."""
     found = _checkpoint.latest(pathlib.Path(out_dir) / "checkpoints")
@@ -271,14 +282,18 @@ class _Session:
         self.eval_step = train.make_eval_step(setup.eval_fn, mesh=mesh)
         self.checkpoints = out_dir / "checkpoints"
         self.metrics_path = out_dir / "metrics.jsonl"
-        self.loop, self.saved_step = self._resume(initial_loop(setup.init_params, setup.initial_carry, config,
-                                                               optimizer))
+        self.loop, self.saved_step = self._resume(
+            initial_loop(setup.init_params, setup.initial_carry, config, optimizer)
+        )
         if mesh is not None:
             log(_mesh_line(mesh, config["batch_size"]))
         self.step = int(self.loop.train.step)
         self.start = time.perf_counter() - self.loop.time_s
         self.last_val = _last_val(self.metrics_path)
-        self.bar, self.say, self.records = None, log, None
+        self.bar: Any = None  # the tqdm bar while one shows
+        self.say: Callable[[str], Any] = log  # log, clear of the bar
+        self.records: IO[str] | None = None  # metrics.jsonl, open while training (process 0)
+        self.lap = (self.step, time.perf_counter())  # the step and time of the last rate shown
 
     def _resume(self, loop: LoopState) -> tuple:
         """``(loop, saved step)`` from the latest checkpoint, or ``(loop, None)`` for a new run."""
@@ -314,8 +329,11 @@ class _Session:
 
     def train(self, *, show_bar: bool) -> str:
         """Train until the last step, early stopping or a non-finite loss; returns that status."""
-        self.bar = bars.bar(total=self.config["steps"], initial=self.step, desc=self.task.name,
-                                unit="step") if show_bar else None
+        self.bar = (
+            bars.bar(total=self.config["steps"], initial=self.step, desc=self.task.name, unit="step")
+            if show_bar
+            else None
+        )
         self.say = bars.writer(self.log, self.bar)
         try:
             with open(self.metrics_path, "a") if self.primary else contextlib.nullcontext() as self.records:
@@ -331,7 +349,7 @@ class _Session:
 
     def _loop(self) -> str:
         steps, patience = self.config["steps"], self.config["patience"]
-        self.lap = (self.step, time.perf_counter())  # the step and time of the last rate shown
+        self.lap = (self.step, time.perf_counter())
         while True:
             if self._evaluation_due():
                 self._evaluate()
@@ -339,8 +357,10 @@ class _Session:
                 return "done"
             if self.loop.bad_evals >= patience:
                 metric = self.task.monitor[0]
-                self.say(f"early stopping at step {self.step}: {metric} has not improved for {patience} "
-                         f"evaluations (best {self.loop.best:.4g} at step {self.loop.best_step})")
+                self.say(
+                    f"early stopping at step {self.step}: {metric} has not improved for {patience} "
+                    f"evaluations (best {self.loop.best:.4g} at step {self.loop.best_step})"
+                )
                 return "early_stopped"
             if not self._train_one():
                 return "nonfinite"
@@ -355,30 +375,40 @@ class _Session:
         """Validation metrics, the early-stopping record and a checkpoint at the current step."""
         metric, mode = self.task.monitor
         loop = self.loop
-        self.last_val = train.evaluate(self.eval_step, loop.train.params,
-                                       bars.nested(self.setup.eval_batches, self.bar, desc="evaluating",
-                                                       unit="batch"))
+        self.last_val = train.evaluate(
+            self.eval_step,
+            loop.train.params,
+            bars.nested(self.setup.eval_batches, self.bar, desc="evaluating", unit="batch"),
+        )
         self._write({"step": self.step, "split": "val", **self.last_val})
         if metric not in self.last_val:
             raise RunError(f"task {self.task.name!r} monitors {metric!r}, but eval_fn gives {sorted(self.last_val)}.")
         es = train.EarlyStopping(None if loop.best_step < 0 else loop.best, loop.best_step, loop.bad_evals)
-        es, _ = train.early_stopping_update(es, self.last_val[metric], self.step, patience=self.config["patience"],
-                                            mode=mode)
+        es, _ = train.early_stopping_update(
+            es, self.last_val[metric], self.step, patience=self.config["patience"], mode=mode
+        )
         improved = es.best_step == self.step
         self.loop = loop._replace(
-            best=math.nan if es.best is None else es.best, best_step=es.best_step, bad_evals=es.bad_evals,
-            evaluated_step=self.step, best_params=loop.train.params if improved else loop.best_params,
+            best=math.nan if es.best is None else es.best,
+            best_step=es.best_step,
+            bad_evals=es.bad_evals,
+            evaluated_step=self.step,
+            best_params=loop.train.params if improved else loop.best_params,
         )
         self._save()
         self.say(_eval_line(self.step, self.config["steps"], self.last_val, metric, self.loop))
 
     def _train_one(self) -> bool:
         """One update; False (and nothing changed) when its loss or gradient is not finite."""
-        new_train, new_carry, metrics = self.train_step(self.loop.train, self.loop.carry,
-                                                        self.setup.train_batch(self.step))
+        new_train, new_carry, metrics = self.train_step(
+            self.loop.train, self.loop.carry, self.setup.train_batch(self.step)
+        )
         if not bool(metrics["finite"]):
-            kept = (f"the last good checkpoint (step {self.saved_step}) is kept" if self.saved_step is not None
-                    else "no checkpoint was saved yet")
+            kept = (
+                f"the last good checkpoint (step {self.saved_step}) is kept"
+                if self.saved_step is not None
+                else "no checkpoint was saved yet"
+            )
             self.say(f"loss became non-finite at step {self.step + 1}; stopped; {kept}")
             return False
         self.loop, self.step = self.loop._replace(train=new_train, carry=new_carry), self.step + 1
@@ -408,8 +438,9 @@ class _Session:
         if status != "nonfinite" and self.primary:
             report_params = loop.best_params if loop.best_step >= 0 else loop.train.params
             # On one device, as without a mesh: the report's own jitted functions run locally.
-            report = self.setup.report(report_params if self.mesh is None else jax.device_get(report_params),
-                                       self.out_dir)
+            report = self.setup.report(
+                report_params if self.mesh is None else jax.device_get(report_params), self.out_dir
+            )
         if self.primary:
             _plot(self.metrics_path, self.out_dir, metric, self.task.name)
         summary = {
@@ -434,8 +465,10 @@ class _Session:
 def _mesh_line(mesh, batch_size: int) -> str:
     platform = mesh.devices.flat[0].platform
     processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
-    return (f"data parallel over {mesh.size} {platform} device{'s' if mesh.size > 1 else ''}{processes}: "
-            f"batch {batch_size}, {batch_size // mesh.size} per device")
+    return (
+        f"data parallel over {mesh.size} {platform} device{'s' if mesh.size > 1 else ''}{processes}: "
+        f"batch {batch_size}, {batch_size // mesh.size} per device"
+    )
 
 
 def jsonable(value):
@@ -464,7 +497,7 @@ def _cut_metrics(path: pathlib.Path, step: int, evaluated_step: int) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
-def _last_val(path: pathlib.Path) -> Optional[dict]:
+def _last_val(path: pathlib.Path) -> dict | None:
     vals = [r for r in read_records(path) if r["split"] == "val"]
     if not vals:
         return None
@@ -482,7 +515,9 @@ def _summary_line(summary: dict) -> str:
     if best["value"] is not None:
         text += f"; best val {best['metric']} {best['value']:.4g} at step {best['step']}"
     if summary["report"]:
-        scalars = {k: v for k, v in summary["report"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        scalars = {
+            k: v for k, v in summary["report"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if scalars:
             text += "; report: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items())
     return text + f"; written to {summary['out']}"

@@ -32,7 +32,8 @@ The peers:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -224,7 +225,7 @@ def _cudnn_peer(params: CellParams, hidden_size: int) -> Peer:
             f"{params.w_ih.dtype}; cast them with .astype(jnp.float32)."
         )
     input_size = params.w_ih.shape[1]
-    sizes = dict(input_size=input_size, hidden_size=hidden_size, num_layers=1, bidirectional=False)
+    sizes: dict[str, Any] = dict(input_size=input_size, hidden_size=hidden_size, num_layers=1, bidirectional=False)
     weights = jnp.concatenate([a.reshape(-1) for a in params])
 
     def forward(weights, xs):
@@ -240,4 +241,3 @@ def _cudnn_peer(params: CellParams, hidden_size: int) -> Peer:
         return dict(w_ih=w_ih[0], w_hh=w_hh[0], b_ih=b_ih[0])
 
     return _peer(_CUDNN, weights, forward, to_canonical)
-

@@ -38,7 +38,8 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +57,12 @@ DEFAULT_CELLS = ("lstm", "gru", "elman_tanh")
 JAXRNN_IMPLS = ("jaxrnn-bptt", "jaxrnn-pallas", "jaxrnn-autodiff")
 PALLAS = "jaxrnn-pallas"
 ALL_IMPLS = JAXRNN_IMPLS + (
-    "flax-LSTMCell", "flax-OptimizedLSTMCell", "flax-GRUCell", "flax-SimpleCell", "jax-cudnn", "torch",
+    "flax-LSTMCell",
+    "flax-OptimizedLSTMCell",
+    "flax-GRUCell",
+    "flax-SimpleCell",
+    "jax-cudnn",
+    "torch",
 )
 REFERENCE = "jaxrnn-autodiff"
 OURS = "jaxrnn-bptt"
@@ -70,7 +76,7 @@ PRECISIONS = {
     "highest": "float32 matmuls at full precision ('highest'; TF32 off for torch)",
     "default": "float32 at the backend default (TF32 matmuls on NVIDIA GPUs, full float32 on CPU)",
     "bf16": "bfloat16 weights and inputs (jaxrnn: float32 carry and accumulation; flax and torch: "
-            "their own bfloat16 handling); the reference runs in float32 on the same rounded values",
+    "their own bfloat16 handling); the reference runs in float32 on the same rounded values",
 }
 
 
@@ -90,7 +96,7 @@ class Plan:
     cells: tuple
     shapes: tuple  # table rows
     sweep: tuple  # sequence-length sweep rows (same batch and hidden, growing T)
-    impls: Optional[tuple]  # None: every implementation available on the backend
+    impls: tuple | None  # None: every implementation available on the backend
     repeats: int
     precision: str  # "default" (backend default; TF32 on NVIDIA GPUs), "highest" or "bf16"
     backend: str
@@ -123,7 +129,9 @@ def parse_shapes(text: str, name: str = "--shapes") -> tuple:
         except ValueError:
             numbers = []
         if len(numbers) != 3 or min(numbers) < 1:
-            raise ValueError(f"{name}: expected BATCHxSTEPSxHIDDEN with positive integers, e.g. 16x1024x256, got {item!r}")
+            raise ValueError(
+                f"{name}: expected BATCHxSTEPSxHIDDEN with positive integers, e.g. 16x1024x256, got {item!r}"
+            )
         shapes.append(Shape(*numbers))
     return tuple(shapes)
 
@@ -154,7 +162,7 @@ class Impl(NamedTuple):
 
 def _jaxrnn_impl(name: str, cell, params, precision: str = "default") -> Impl:
     grad = "autodiff" if name == REFERENCE else "bptt"
-    backend = "xla"
+    backend: str | jr.Pallas = "xla"
     if name == PALLAS:
         backend = jr.Pallas(precision="highest" if precision == "highest" else "fast")
 
@@ -171,7 +179,7 @@ def _jaxrnn_impl(name: str, cell, params, precision: str = "default") -> Impl:
     return Impl(name, params, jax.jit(forward), jax.jit(loss_and_grad), lambda g: g._asdict())
 
 
-def _canonical(impl: Impl, loss, grads) -> dict:
+def _canonical(impl: Impl | peers.Peer, loss, grads) -> dict:
     native, d_xs = grads
     out = {k: np.asarray(v, np.float64) for k, v in impl.to_canonical(native).items() if k != "b_hh"}
     out["xs"] = np.asarray(d_xs, np.float64)
@@ -209,8 +217,12 @@ def measure(fn, params, inputs, repeats: int):
     peak = None
     if memory is not None:
         # peak_memory_in_bytes leaves out temporaries on CPU, so add the parts up.
-        peak = int(memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
-                   - memory.alias_size_in_bytes)
+        peak = int(
+            memory.argument_size_in_bytes
+            + memory.output_size_in_bytes
+            + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes
+        )
     return compile_ms, first, _stats(times), peak
 
 
@@ -238,7 +250,7 @@ def _case_id(cell_name: str, shape: Shape) -> str:
     return f"{cell_name}-{shape}"
 
 
-def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
+def run(plan: Plan, *, progress: Callable | None = None) -> dict:
     """Measure every (cell, shape, implementation) of ``plan``; returns the result dict."""
     device = jax.devices(plan.backend)[0]
     shapes = list(dict.fromkeys(plan.shapes + plan.sweep))
@@ -263,18 +275,36 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
                     impl_params, impl_inputs = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), (params, inputs))
                 try:
                     impl = (
-                        _jaxrnn_impl(name, cell, impl_params, plan.precision) if name in JAXRNN_IMPLS
+                        _jaxrnn_impl(name, cell, impl_params, plan.precision)
+                        if name in JAXRNN_IMPLS
                         else peers.make_peer(name, cell_name, impl_params)
                     )
                 except (TypeError, ValueError) as e:  # e.g. cuDNN's op takes float32 only
-                    rows.append({"cell": cell_name, "batch": shape.batch, "steps": shape.steps, "hidden": shape.hidden,
-                                 "impl": name, "precision": plan.precision, "status": "failed",
-                                 "reason": f"{type(e).__name__}: {e}"[:500]})
+                    rows.append(
+                        {
+                            "cell": cell_name,
+                            "batch": shape.batch,
+                            "steps": shape.steps,
+                            "hidden": shape.hidden,
+                            "impl": name,
+                            "precision": plan.precision,
+                            "status": "failed",
+                            "reason": f"{type(e).__name__}: {e}"[:500],
+                        }
+                    )
                     continue
-                row = {"cell": cell_name, "batch": shape.batch, "steps": shape.steps, "hidden": shape.hidden,
-                       "impl": name, "precision": plan.precision}
+                row = {
+                    "cell": cell_name,
+                    "batch": shape.batch,
+                    "steps": shape.steps,
+                    "hidden": shape.hidden,
+                    "impl": name,
+                    "precision": plan.precision,
+                }
                 try:
-                    compile_ms, (loss, grads), fwdbwd, peak = measure(impl.loss_and_grad, impl.params, impl_inputs, plan.repeats)
+                    compile_ms, (loss, grads), fwdbwd, peak = measure(
+                        impl.loss_and_grad, impl.params, impl_inputs, plan.repeats
+                    )
                     fwd_compile_ms, _, fwd, _ = measure(impl.forward, impl.params, impl_inputs, plan.repeats)
                 except Exception as e:  # a peer that cannot run here is reported, not fatal
                     rows.append({**row, "status": "failed", "reason": f"{type(e).__name__}: {e}"[:500]})
@@ -283,16 +313,32 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
                 if name == REFERENCE:
                     references[_case_id(cell_name, shape)] = canonical
                 error = relative_error(canonical, references[_case_id(cell_name, shape)])
-                rows.append({
-                    **row, "status": "ok" if error <= tol else "wrong", "rel_error": error,
-                    "fwdbwd": fwdbwd, "fwd": fwd, "compile_ms": compile_ms + fwd_compile_ms,
-                    "peak_bytes": peak, "memory_method": "XLA buffer assignment: arguments + outputs + temporaries",
-                    "tokens_per_s": shape.batch * shape.steps / (fwdbwd["median_ms"] / 1e3),
-                })
+                rows.append(
+                    {
+                        **row,
+                        "status": "ok" if error <= tol else "wrong",
+                        "rel_error": error,
+                        "fwdbwd": fwdbwd,
+                        "fwd": fwd,
+                        "compile_ms": compile_ms + fwd_compile_ms,
+                        "peak_bytes": peak,
+                        "memory_method": "XLA buffer assignment: arguments + outputs + temporaries",
+                        "tokens_per_s": shape.batch * shape.steps / (fwdbwd["median_ms"] / 1e3),
+                    }
+                )
             if "torch" in names:
                 cid = _case_id(cell_name, shape)
-                torch_cases.append({"id": cid, "cell": cell_name, "batch": shape.batch, "steps": shape.steps,
-                                    "hidden": shape.hidden, "input": shape.hidden, "weights": cid})
+                torch_cases.append(
+                    {
+                        "id": cid,
+                        "cell": cell_name,
+                        "batch": shape.batch,
+                        "steps": shape.steps,
+                        "hidden": shape.hidden,
+                        "input": shape.hidden,
+                        "weights": cid,
+                    }
+                )
                 for field, value in params._asdict().items():
                     torch_arrays[f"{cid}/{field}"] = np.asarray(value.astype(jnp.float32))
                 for i, xs in enumerate(inputs):
@@ -304,8 +350,14 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
         torch_info = _run_torch_rows(plan, torch_cases, torch_arrays, references, rows, tol)
     return {
         "date": datetime.date.today().isoformat(),
-        "device": {"platform": device.platform, "kind": device.device_kind, "count": len(jax.devices(plan.backend)),
-                   "host": platform.machine(), "cpu": cpu_name(), "cpu_count": os.cpu_count()},
+        "device": {
+            "platform": device.platform,
+            "kind": device.device_kind,
+            "count": len(jax.devices(plan.backend)),
+            "host": platform.machine(),
+            "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(),
+        },
         "versions": versions(),
         "flags": {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
         "precision": PRECISIONS[plan.precision],
@@ -322,8 +374,14 @@ def run(plan: Plan, *, progress: Optional[Callable] = None) -> dict:
 
 
 # jaxrnn's precision names -> the torch worker's, per device.
-_TORCH_PRECISION = {("default", "cuda"): "tf32", ("highest", "cuda"): "highest", ("bf16", "cuda"): "bf16",
-                    ("default", "cpu"): "highest", ("highest", "cpu"): "highest", ("bf16", "cpu"): "bf16"}
+_TORCH_PRECISION = {
+    ("default", "cuda"): "tf32",
+    ("highest", "cuda"): "highest",
+    ("bf16", "cuda"): "bf16",
+    ("default", "cpu"): "highest",
+    ("highest", "cpu"): "highest",
+    ("bf16", "cpu"): "bf16",
+}
 
 
 def _torch_memory(memory: dict) -> tuple:
@@ -338,8 +396,14 @@ def _run_torch_rows(plan, cases, arrays, references, rows, tol) -> dict:
         return {"available": False, "reason": "PyTorch is not compared on TPU"}
     device = "cuda" if plan.backend == "gpu" else "cpu"
     try:
-        result = torch_peer.run_torch(cases, arrays, device=device, precision=_TORCH_PRECISION[plan.precision, device],
-                                        repeats=plan.repeats, timeout=3600)
+        result = torch_peer.run_torch(
+            cases,
+            arrays,
+            device=device,
+            precision=_TORCH_PRECISION[plan.precision, device],
+            repeats=plan.repeats,
+            timeout=3600,
+        )
     except RuntimeError as e:
         return {"available": False, "reason": str(e)[-1000:]}
     if not result.get("available", True):
@@ -350,13 +414,24 @@ def _run_torch_rows(plan, cases, arrays, references, rows, tol) -> dict:
         got["loss"] = res["loss"]
         error = relative_error(got, references[case["id"]])
         peak, method = _torch_memory(res.get("memory", {}))
-        rows.append({
-            "cell": case["cell"], "batch": case["batch"], "steps": case["steps"], "hidden": case["hidden"],
-            "impl": "torch", "precision": plan.precision, "status": "ok" if error <= tol else "wrong",
-            "rel_error": error, "fwdbwd": _stats(res["fwd_bwd"]["times_ms"]), "fwd": _stats(res["forward"]["times_ms"]),
-            "compile_ms": res["fwd_bwd"]["first_call_ms"], "peak_bytes": peak, "memory_method": method,
-            "tokens_per_s": case["batch"] * case["steps"] / (res["fwd_bwd"]["median_ms"] / 1e3),
-        })
+        rows.append(
+            {
+                "cell": case["cell"],
+                "batch": case["batch"],
+                "steps": case["steps"],
+                "hidden": case["hidden"],
+                "impl": "torch",
+                "precision": plan.precision,
+                "status": "ok" if error <= tol else "wrong",
+                "rel_error": error,
+                "fwdbwd": _stats(res["fwd_bwd"]["times_ms"]),
+                "fwd": _stats(res["forward"]["times_ms"]),
+                "compile_ms": res["fwd_bwd"]["first_call_ms"],
+                "peak_bytes": peak,
+                "memory_method": method,
+                "tokens_per_s": case["batch"] * case["steps"] / (res["fwd_bwd"]["median_ms"] / 1e3),
+            }
+        )
     return {k: v for k, v in result.items() if k != "cases"}
 
 
@@ -375,11 +450,17 @@ def versions() -> dict:
     import flax
     import jaxlib
 
-    return {"jaxrnn": jr.__version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-            "flax": flax.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    return {
+        "jaxrnn": jr.__version__,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
-def _cell_text(row: Optional[dict]) -> str:
+def _cell_text(row: dict | None) -> str:
     if row is None:
         return "—"
     if row["status"] == "failed":
@@ -390,13 +471,13 @@ def _cell_text(row: Optional[dict]) -> str:
     return text
 
 
-def best_peer(rows: list) -> Optional[dict]:
+def best_peer(rows: list) -> dict | None:
     """The fastest correct non-jaxrnn implementation among ``rows`` (fwd+bwd median)."""
     peers = [r for r in rows if not r["impl"].startswith("jaxrnn") and r["status"] == "ok"]
     return min(peers, key=lambda r: r["fwdbwd"]["median_ms"], default=None)
 
 
-def best_ours(rows: list) -> Optional[dict]:
+def best_ours(rows: list) -> dict | None:
     """The fastest correct jaxrnn implementation among ``rows`` (hand-written BPTT, XLA or Pallas)."""
     ours = [r for r in rows if r["impl"] in (OURS, PALLAS) and r["status"] == "ok"]
     return min(ours, key=lambda r: r["fwdbwd"]["median_ms"], default=None)
@@ -412,8 +493,12 @@ def _table(rows: list, keys: list) -> list:
         ours, peer = best_ours(here), best_peer(here)
         ratio = "—"
         if ours is not None and peer is not None:
-            ratio = f"{ours['fwdbwd']['median_ms'] / peer['fwdbwd']['median_ms']:.2f} ({ours['impl']} vs {peer['impl']})"
-        lines.append("| " + " | ".join([cell, f"{b}×{t}×{h}"] + [_cell_text(by_impl.get(i)) for i in impls] + [ratio]) + " |")
+            ratio = (
+                f"{ours['fwdbwd']['median_ms'] / peer['fwdbwd']['median_ms']:.2f} ({ours['impl']} vs {peer['impl']})"
+            )
+        lines.append(
+            "| " + " | ".join([cell, f"{b}×{t}×{h}"] + [_cell_text(by_impl.get(i)) for i in impls] + [ratio]) + " |"
+        )
     return lines
 
 
@@ -426,8 +511,12 @@ def markdown(result: dict) -> str:
         shapes = [tuple(int(v) for v in s.split("x")) for s in shape_texts]
         if by_steps:
             shapes.sort(key=lambda s: s[1])
-        return [(c, *s) for c in cells for s in shapes
-                if any((r["cell"], r["batch"], r["steps"], r["hidden"]) == (c, *s) for r in rows)]
+        return [
+            (c, *s)
+            for c in cells
+            for s in shapes
+            if any((r["cell"], r["batch"], r["steps"], r["hidden"]) == (c, *s) for r in rows)
+        ]
 
     torch_worker = (result.get("torch") or {}).get("worker")
     lines = [
@@ -443,8 +532,13 @@ def markdown(result: dict) -> str:
         lines += ["", "Sequence-length sweep:", ""] + _table(rows, keys_for(result["sweep"], True))
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
-        lines += ["", "Failed: " + "; ".join(
-            f"{r['impl']} {r['cell']} {r['batch']}×{r['steps']}×{r['hidden']}: {r['reason']}" for r in failed)]
+        lines += [
+            "",
+            "Failed: "
+            + "; ".join(
+                f"{r['impl']} {r['cell']} {r['batch']}×{r['steps']}×{r['hidden']}: {r['reason']}" for r in failed
+            ),
+        ]
     if result.get("torch") and not result["torch"].get("available", True):
         lines += ["", f"PyTorch not measured: {result['torch'].get('reason')}"]
     return "\n".join(lines) + "\n"
@@ -460,8 +554,11 @@ def plot(result: dict, out: pathlib.Path) -> list:
     sweep = {tuple(int(v) for v in s.split("x")) for s in result["sweep"]}
     files = []
     for cell in dict.fromkeys(r["cell"] for r in result["rows"]):
-        rows = [r for r in result["rows"] if r["cell"] == cell and (r["batch"], r["steps"], r["hidden"]) in sweep
-                and r["status"] != "failed"]
+        rows = [
+            r
+            for r in result["rows"]
+            if r["cell"] == cell and (r["batch"], r["steps"], r["hidden"]) in sweep and r["status"] != "failed"
+        ]
         if not rows:
             continue
         fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(11, 4))
@@ -474,10 +571,20 @@ def plot(result: dict, out: pathlib.Path) -> list:
             if mem:
                 ax_mem.plot(*zip(*mem), label=label, **style)
         b, h = rows[0]["batch"], rows[0]["hidden"]
-        ax_speed.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="tokens/s (fwd+bwd)",
-                     title=f"{cell}, batch {b}, hidden {h}")
-        ax_mem.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="peak memory, MiB (fwd+bwd)",
-                   title=f"{result['device']['kind']}, {result['date']}")
+        ax_speed.set(
+            xscale="log",
+            yscale="log",
+            xlabel="sequence length T",
+            ylabel="tokens/s (fwd+bwd)",
+            title=f"{cell}, batch {b}, hidden {h}",
+        )
+        ax_mem.set(
+            xscale="log",
+            yscale="log",
+            xlabel="sequence length T",
+            ylabel="peak memory, MiB (fwd+bwd)",
+            title=f"{result['device']['kind']}, {result['date']}",
+        )
         ax_speed.legend(fontsize=8)
         ax_mem.legend(fontsize=8)
         fig.tight_layout()
@@ -485,8 +592,9 @@ def plot(result: dict, out: pathlib.Path) -> list:
     return files
 
 
-def write(result: dict, out: pathlib.Path, *, name: str = "bench", render: Callable = markdown,
-          draw: Callable = plot) -> list:
+def write(
+    result: dict, out: pathlib.Path, *, name: str = "bench", render: Callable = markdown, draw: Callable = plot
+) -> list:
     """``NAME.json``, ``NAME.md`` (``render(result)``) and the plots (``draw(result, out)``) in ``out``; returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=1))

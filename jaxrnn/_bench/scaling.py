@@ -25,7 +25,7 @@ import os
 import pathlib
 import platform
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -70,8 +70,16 @@ def _canonical(loss, grads) -> dict:
     return {"loss": np.asarray(loss, np.float64), **{k: np.asarray(v, np.float64) for k, v in grads._asdict().items()}}
 
 
-def run(cells: tuple, shapes: tuple, counts: tuple, *, repeats: int, precision: str = "default",
-        backend: Optional[str] = None, progress: Optional[Callable[[str], None]] = None) -> dict:
+def run(
+    cells: tuple,
+    shapes: tuple,
+    counts: tuple,
+    *,
+    repeats: int,
+    precision: str = "default",
+    backend: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Measure every (cell, shape, series, device count); returns the result dict of ``scaling.json``.
 
     Args:
@@ -105,14 +113,28 @@ def run(cells: tuple, shapes: tuple, counts: tuple, *, repeats: int, precision: 
                         inputs = [_parallel.shard_batch(xs, mesh) for xs in inputs]
                         with _parallel.mesh_context(mesh):
                             compile_ms, (loss, grads), fwdbwd, peak = bench.measure(
-                                _loss_and_grad(cell), params, inputs, repeats)
+                                _loss_and_grad(cell), params, inputs, repeats
+                            )
                         rate = batch * shape.steps / (fwdbwd["median_ms"] / 1e3)
                         base_rate = rate if base_rate is None else base_rate
-                        row = {"cell": cell_name, "shape": str(shape), "series": series, "devices": n, "batch": batch,
-                               "batch_per_device": batch // n, "steps": shape.steps, "hidden": shape.hidden,
-                               "fwdbwd": fwdbwd, "compile_ms": compile_ms, "peak_bytes_per_device": peak,
-                               "tokens_per_s": rate, "speedup": rate / base_rate, "efficiency": rate / base_rate / n,
-                               "status": "ok", "rel_error": None}
+                        row = {
+                            "cell": cell_name,
+                            "shape": str(shape),
+                            "series": series,
+                            "devices": n,
+                            "batch": batch,
+                            "batch_per_device": batch // n,
+                            "steps": shape.steps,
+                            "hidden": shape.hidden,
+                            "fwdbwd": fwdbwd,
+                            "compile_ms": compile_ms,
+                            "peak_bytes_per_device": peak,
+                            "tokens_per_s": rate,
+                            "speedup": rate / base_rate,
+                            "efficiency": rate / base_rate / n,
+                            "status": "ok",
+                            "rel_error": None,
+                        }
                         if series == "global":
                             canonical = _canonical(loss, grads)
                             reference = canonical if reference is None else reference
@@ -122,13 +144,19 @@ def run(cells: tuple, shapes: tuple, counts: tuple, *, repeats: int, precision: 
     device = jax.devices(backend)[0]
     return {
         "date": datetime.date.today().isoformat(),
-        "device": {"platform": device.platform, "kind": device.device_kind, "count": len(jax.devices(backend)),
-                   "host": platform.machine(), "cpu": bench.cpu_name(), "cpu_count": os.cpu_count()},
+        "device": {
+            "platform": device.platform,
+            "kind": device.device_kind,
+            "count": len(jax.devices(backend)),
+            "host": platform.machine(),
+            "cpu": bench.cpu_name(),
+            "cpu_count": os.cpu_count(),
+        },
         "versions": bench.versions(),
         "flags": {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
         "precision": bench.PRECISIONS[precision],
         "loss": "sum(h**2) over all outputs; fwd+bwd = loss and gradient of all weights, batch split over the "
-                "devices, weights replicated",
+        "devices, weights replicated",
         "input_size": "equal to hidden size",
         "repeats": repeats,
         "tolerance": tolerance,
@@ -158,17 +186,32 @@ def markdown(result: dict) -> str:
     ]
     for (cell, shape), series in _groups(result).items():
         weak, strong = series.get("per_device", {}), series.get("global", {})
-        lines += ["", f"{cell} {shape.replace('x', '×')}", "",
-                  f"| devices | global batch | {SERIES['per_device']}: ms | tokens/s | speedup | efficiency "
-                  f"| global batch | {SERIES['global']}: ms | tokens/s | speedup | efficiency | rel. error |",
-                  "|" + "---|" * 12]
+        lines += [
+            "",
+            f"{cell} {shape.replace('x', '×')}",
+            "",
+            f"| devices | global batch | {SERIES['per_device']}: ms | tokens/s | speedup | efficiency "
+            f"| global batch | {SERIES['global']}: ms | tokens/s | speedup | efficiency | rel. error |",
+            "|" + "---|" * 12,
+        ]
         for n in result["counts"]:
             cells = [str(n)]
             for row in (weak.get(n), strong.get(n)):
-                cells += ([str(row["batch"]), f"{row['fwdbwd']['median_ms']:.2f}", f"{row['tokens_per_s']:.3g}",
-                           f"{row['speedup']:.2f}", f"{row['efficiency']:.2f}"] if row else ["—"] * 5)
+                cells += (
+                    [
+                        str(row["batch"]),
+                        f"{row['fwdbwd']['median_ms']:.2f}",
+                        f"{row['tokens_per_s']:.3g}",
+                        f"{row['speedup']:.2f}",
+                        f"{row['efficiency']:.2f}",
+                    ]
+                    if row
+                    else ["—"] * 5
+                )
             row = strong.get(n)
-            cells.append("—" if row is None else f"{row['rel_error']:.1e}" + (" **wrong**" if row["status"] == "wrong" else ""))
+            cells.append(
+                "—" if row is None else f"{row['rel_error']:.1e}" + (" **wrong**" if row["status"] == "wrong" else "")
+            )
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -183,14 +226,19 @@ def plot(result: dict, out: pathlib.Path) -> list:
         axes = figures[cell][1]
         for name, by_count in series.items():
             counts = sorted(by_count)
-            line, = axes.plot(counts, [by_count[n]["tokens_per_s"] for n in counts], marker="o",
-                              label=f"{shape}, {SERIES[name]}")
-            axes.plot(counts, [by_count[1]["tokens_per_s"] * n for n in counts], linestyle=":",
-                      color=line.get_color())
+            (line,) = axes.plot(
+                counts, [by_count[n]["tokens_per_s"] for n in counts], marker="o", label=f"{shape}, {SERIES[name]}"
+            )
+            axes.plot(counts, [by_count[1]["tokens_per_s"] * n for n in counts], linestyle=":", color=line.get_color())
     files = []
     for cell, (fig, axes) in figures.items():
-        axes.set(xscale="log", yscale="log", xlabel="devices", ylabel="tokens/s (fwd+bwd)",
-                 title=f"{cell}, {result['device']['kind']} (dotted: ideal)")
+        axes.set(
+            xscale="log",
+            yscale="log",
+            xlabel="devices",
+            ylabel="tokens/s (fwd+bwd)",
+            title=f"{cell}, {result['device']['kind']} (dotted: ideal)",
+        )
         axes.minorticks_off()
         axes.set_xticks(result["counts"], [str(n) for n in result["counts"]])
         axes.legend(fontsize=8)
@@ -213,8 +261,15 @@ def main(args) -> int:
     def progress(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
 
-    result = run(tuple(args.cells), shapes, device_counts(total), repeats=repeats, precision=args.precision,
-                 backend=backend, progress=progress)
+    result = run(
+        tuple(args.cells),
+        shapes,
+        device_counts(total),
+        repeats=repeats,
+        precision=args.precision,
+        backend=backend,
+        progress=progress,
+    )
     files = bench.write(result, out, name="scaling", render=markdown, draw=plot)
     print(markdown(result))
     print("wrote " + ", ".join(str(f) for f in files))

@@ -14,7 +14,8 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -81,15 +82,18 @@ def run_torch(
         "cases": list(cases),
     }
     keys = check_spec(spec, weights_and_inputs)
-    with tempfile.TemporaryDirectory(prefix="jaxrnn-bench-torch-") as folder:
-        folder = pathlib.Path(folder)
+    sent: dict[str, Any] = {key: np.asarray(weights_and_inputs[key]) for key in keys}
+    with tempfile.TemporaryDirectory(prefix="jaxrnn-bench-torch-") as name:
+        folder = pathlib.Path(name)
         spec_path, out_path = folder / "spec.json", folder / "out.npz"
         spec_path.write_text(json.dumps(spec, indent=1))
-        with open(folder / spec["inputs"], "wb") as f:
-            np.savez(f, **{key: np.asarray(weights_and_inputs[key]) for key in keys})
+        with open(folder / "inputs.npz", "wb") as f:
+            np.savez(f, **sent)
         # Run this file by path, not with -m, so the worker never imports the jaxrnn
         # package and JAX with it; the folder as cwd keeps stray modules off sys.path.
-        launcher = f"import runpy; runpy.run_path({str(pathlib.Path(torch_worker.__file__).resolve())!r}, run_name='__main__')"
+        launcher = (
+            f"import runpy; runpy.run_path({str(pathlib.Path(torch_worker.__file__).resolve())!r}, run_name='__main__')"
+        )
         command = [sys.executable, "-c", launcher, str(spec_path), str(out_path)]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=folder)
@@ -140,7 +144,9 @@ def check_spec(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> lis
             raise ValueError(f"each case needs a unique non-empty str 'id', got {case_id!r} in {case!r}.")
         ids.add(case_id)
         if case.get("cell") not in torch_worker.CELLS:
-            raise ValueError(f"case {case_id!r}: cell must be one of {list(torch_worker.CELLS)}, got {case.get('cell')!r}.")
+            raise ValueError(
+                f"case {case_id!r}: cell must be one of {list(torch_worker.CELLS)}, got {case.get('cell')!r}."
+            )
         for size in torch_worker.SIZES:
             check_positive_int(case.get(size), f"case {case_id!r}: {size!r}")
         prefix = case.get("weights")

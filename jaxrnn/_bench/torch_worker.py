@@ -110,14 +110,19 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 # The cells the worker builds, by jaxrnn's names: their gate count and torch module.
 GATES = {"lstm": 4, "gru": 3, "elman_tanh": 1, "elman_relu": 1}
-TORCH_MODULES = {"lstm": ("LSTM", {}), "gru": ("GRU", {}), "elman_tanh": ("RNN", {"nonlinearity": "tanh"}),
-                 "elman_relu": ("RNN", {"nonlinearity": "relu"})}
+TORCH_MODULES = {
+    "lstm": ("LSTM", {}),
+    "gru": ("GRU", {}),
+    "elman_tanh": ("RNN", {"nonlinearity": "tanh"}),
+    "elman_relu": ("RNN", {"nonlinearity": "relu"}),
+}
 CELLS = tuple(GATES)
 # precision -> (torch dtype of module and inputs, TF32 allowed)
 PRECISIONS = {
@@ -144,7 +149,7 @@ def expected_shapes(case: Mapping[str, Any]) -> dict[str, tuple]:
 
 def input_keys(case: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> list[str]:
     """``PREFIX/xs0``, ``PREFIX/xs1``, ... as far as they go without a gap."""
-    keys = []
+    keys: list[str] = []
     while f"{case['weights']}/xs{len(keys)}" in arrays:
         keys.append(f"{case['weights']}/xs{len(keys)}")
     return keys
@@ -265,9 +270,7 @@ def _run_case(torch, device, dtype, case, arrays, repeats):
     prefix = case["weights"]
     module = _module(torch, device, dtype, case, {f: arrays[f"{prefix}/{f}"] for f in PARAMS})
     params = [getattr(module, torch_name) for torch_name in PARAMS.values()]
-    xs_list = [
-        torch.from_numpy(arrays[key]).to(device, dtype).requires_grad_() for key in input_keys(case, arrays)
-    ]
+    xs_list = [torch.from_numpy(arrays[key]).to(device, dtype).requires_grad_() for key in input_keys(case, arrays)]
     forward, fwd_bwd = _passes(torch, module, params)
 
     module.eval()

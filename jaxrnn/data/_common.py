@@ -22,15 +22,20 @@ def rng(seed) -> np.random.Generator:
         seed = jax.random.key_data(seed)
     words = np.asarray(seed)
     if words.dtype != np.uint32 or words.ndim != 1:
-        raise ValueError(f"seed must be a non-negative int or a single JAX PRNG key, got {type(seed).__name__} "
-                         f"of dtype {words.dtype} and shape {words.shape}")
+        raise ValueError(
+            f"seed must be a non-negative int or a single JAX PRNG key, got {type(seed).__name__} "
+            f"of dtype {words.dtype} and shape {words.shape}"
+        )
     return np.random.default_rng([int(w) for w in words])
 
 
 def check_split(split, parts: int) -> tuple:
     fractions = tuple(split) if isinstance(split, (tuple, list)) else ()
-    if (len(fractions) != parts or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions)
-            or not math.isclose(sum(fractions), 1.0)):
+    if (
+        len(fractions) != parts
+        or not all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions)
+        or not math.isclose(sum(fractions), 1.0)
+    ):
         raise ValueError(f"split must be {parts} fractions in (0, 1) that sum to 1, got {split!r}")
     return fractions
 
@@ -48,9 +53,10 @@ def read_utf8(path) -> str:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise ValueError(f"{name}: line {line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-                         "save the file as UTF-8") from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(
+            f"{name}: line {line}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); save the file as UTF-8"
+        ) from None
     if not text.strip():
         raise ValueError(f"{name}: the file is empty")
     return text

@@ -78,8 +78,10 @@ def load_csv_series(path, column=None) -> np.ndarray:
     width = len(first)
     if column is None:
         if width != 1:
-            raise ValueError(f"{name}: line {first_line}: {width} fields, expected 1; pass column= (a header "
-                             "name or a 0-based index) to pick one")
+            raise ValueError(
+                f"{name}: line {first_line}: {width} fields, expected 1; pass column= (a header "
+                "name or a 0-based index) to pick one"
+            )
         index = 0
     elif isinstance(column, str):
         if column not in first:
@@ -88,8 +90,9 @@ def load_csv_series(path, column=None) -> np.ndarray:
     elif isinstance(column, (int, np.integer)) and not isinstance(column, bool) and 0 <= column < width:
         index = int(column)
     else:
-        raise ValueError(f"{name}: line {first_line}: column must be a header name or an index in "
-                         f"[0, {width}), got {column!r}")
+        raise ValueError(
+            f"{name}: line {first_line}: column must be a header name or an index in [0, {width}), got {column!r}"
+        )
     has_header = isinstance(column, str) or _number(first[index]) is None
     values = []
     for line, fields in rows[1:] if has_header else rows:
@@ -139,12 +142,13 @@ def load_csv_labelled_text(path) -> LabelledText:
     pairs = []
     for line, fields in rows:
         if len(fields) != 2:
-            raise ValueError(f"{name}: line {line}: {len(fields)} fields, expected 2 (label,text); quote a "
-                             'text that contains commas: label,"a, b"')
+            raise ValueError(
+                f"{name}: line {line}: {len(fields)} fields, expected 2 (label,text); quote a "
+                'text that contains commas: label,"a, b"'
+            )
         if not fields[0] or not fields[1]:
             raise ValueError(f"{name}: line {line}: empty {'label' if not fields[0] else 'text'}")
         pairs.append(fields)
     classes = tuple(sorted({label for label, _ in pairs}))
     ids = {c: i for i, c in enumerate(classes)}
-    return LabelledText([text for _, text in pairs], np.asarray([ids[label] for label, _ in pairs], np.int32),
-                        classes)
+    return LabelledText([text for _, text in pairs], np.asarray([ids[label] for label, _ in pairs], np.int32), classes)

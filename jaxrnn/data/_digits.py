@@ -65,5 +65,6 @@ def digits(*, by: str = "rows", split=(0.8, 0.2), seed=0) -> Digits:
     xs = images if by == "rows" else images.reshape(len(images), 64, 1)
     labels = bunch.target.astype(np.int32)
     x_train, x_test, y_train, y_test = train_test_split(
-        xs, labels, test_size=fractions[1], stratify=labels, random_state=int(generator.integers(2**31 - 1)))
+        xs, labels, test_size=fractions[1], stratify=labels, random_state=int(generator.integers(2**31 - 1))
+    )
     return Digits(Labelled(x_train, y_train), Labelled(x_test, y_test), 10)

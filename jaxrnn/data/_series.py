@@ -75,8 +75,10 @@ def windowed_splits(series, window: int, *, split=(0.7, 0.15, 0.15), times=None)
     """
     values = np.asarray(series, np.float64)
     if values.ndim != 1 or not np.all(np.isfinite(values)):
-        raise ValueError(f"series must be 1-D and finite, got shape {values.shape}"
-                         + ("" if values.ndim != 1 else " with non-finite values"))
+        raise ValueError(
+            f"series must be 1-D and finite, got shape {values.shape}"
+            + ("" if values.ndim != 1 else " with non-finite values")
+        )
     steps = np.arange(len(values), dtype=np.float64) if times is None else np.asarray(times, np.float64)
     if steps.shape != values.shape:
         raise ValueError(f"times must have the series' shape {values.shape}, got {steps.shape}")
@@ -87,8 +89,10 @@ def windowed_splits(series, window: int, *, split=(0.7, 0.15, 0.15), times=None)
     bounds = [(window, n_train), (n_train, n_train + n_val), (n_train + n_val, len(values))]
     for name, (start, stop) in zip(("train", "val", "test"), bounds):
         if stop <= max(start, window):
-            raise ValueError(f"window={window} with split={split} leaves the {name} split of a series of "
-                             f"{len(values)} steps without targets; use a shorter window or a larger {name} fraction")
+            raise ValueError(
+                f"window={window} with split={split} leaves the {name} split of a series of "
+                f"{len(values)} steps without targets; use a shorter window or a larger {name} fraction"
+            )
     train_values = values[:n_train]
     scaler = Scaler(float(train_values.mean()), float(train_values.std()))
     if scaler.std == 0.0:
@@ -100,7 +104,8 @@ def windowed_splits(series, window: int, *, split=(0.7, 0.15, 0.15), times=None)
         xs = scaled[targets[:, None] - window + np.arange(window)]
         return SeriesSplit(xs[..., None], scaled[targets], steps[targets], scaler)
 
-    return SeriesData(*(make(*b) for b in bounds), scaler)
+    train, val, test = (make(*b) for b in bounds)
+    return SeriesData(train, val, test, scaler)
 
 
 def sunspots(window: int, *, split=(0.7, 0.15, 0.15)) -> SeriesData:
@@ -134,8 +139,9 @@ def sunspots(window: int, *, split=(0.7, 0.15, 0.15)) -> SeriesData:
     except ImportError as e:
         raise ImportError(f"jaxrnn.data.sunspots needs statsmodels: {TASKS_EXTRA}") from e
     frame = dataset.load_pandas().data
-    return windowed_splits(frame["SUNACTIVITY"].to_numpy(np.float64), window, split=split,
-                           times=frame["YEAR"].to_numpy(np.float64))
+    return windowed_splits(
+        frame["SUNACTIVITY"].to_numpy(np.float64), window, split=split, times=frame["YEAR"].to_numpy(np.float64)
+    )
 
 
 def persistence_rmse(split: SeriesSplit) -> float:

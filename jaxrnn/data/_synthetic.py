@@ -9,7 +9,6 @@ import numpy as np
 from jaxrnn._core.checks import check_positive_int
 from jaxrnn.data._common import rng
 
-
 ADDING_BASELINE_MSE = 1.0 / 6.0
 """MSE of always predicting the mean target (1.0) on the adding problem.
 

@@ -58,8 +58,10 @@ class CharVocab(NamedTuple):
     def from_text(cls, text: str) -> CharVocab:
         """The vocabulary of every character in ``text`` (ValueError if it is empty)."""
         if not isinstance(text, str) or not text:
-            raise ValueError(f"text must be a non-empty str, got {type(text).__name__} of length "
-                             f"{len(text) if isinstance(text, str) else 'n/a'}")
+            raise ValueError(
+                f"text must be a non-empty str, got {type(text).__name__} of length "
+                f"{len(text) if isinstance(text, str) else 'n/a'}"
+            )
         return cls("".join(sorted(set(text))))
 
     @property
@@ -74,8 +76,10 @@ class CharVocab(NamedTuple):
         if unknown:
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
             shown = ", ".join(repr(c) for c in unknown[:5]) + more
-            raise ValueError(f"text has {len(unknown)} characters outside the vocabulary: {shown}; build the "
-                             "vocabulary with CharVocab.from_text on a text that contains them")
+            raise ValueError(
+                f"text has {len(unknown)} characters outside the vocabulary: {shown}; build the "
+                "vocabulary with CharVocab.from_text on a text that contains them"
+            )
         return np.fromiter((index[c] for c in text), np.int32, len(text))
 
     def decode(self, ids) -> str:

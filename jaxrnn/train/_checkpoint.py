@@ -39,7 +39,7 @@ import re
 import secrets
 import struct
 import warnings
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +56,7 @@ _FIXED_BYTES = len(MAGIC) + _SIZES.size
 _NAME = re.compile(r"ckpt-(\d{8,})\.ckpt")
 _PYTHON_SCALARS = (bool, int, float, complex)
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 class CheckpointError(ValueError):
@@ -118,7 +118,7 @@ def save(directory: PathLike, state: Any, *, step: int, config: dict, keep: int 
     return path
 
 
-def latest(directory: PathLike) -> Optional[pathlib.Path]:
+def latest(directory: PathLike) -> pathlib.Path | None:
     """The checkpoint of highest step in ``directory`` whose checksum verifies.
 
     Newer files that fail to verify (truncated, corrupted, not jaxrnn checkpoints)
@@ -205,7 +205,9 @@ def restore(path_or_directory: PathLike, target: Any) -> tuple:
         saved = [(r["path"], _Spec(r["dtype"], tuple(r["shape"]))) for r in records]
         arrays = [values[str(i)] for i in range(len(records))]
     except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{path}: the payload does not decode ({error!r}) although its checksum verifies.") from error
+        raise CheckpointError(
+            f"{path}: the payload does not decode ({error!r}) although its checksum verifies."
+        ) from error
     target_leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
     wanted = [(jax.tree_util.keystr(p), _spec(leaf, jax.tree_util.keystr(p))) for p, leaf in target_leaves]
     _check_matches(path, saved, wanted)
@@ -255,10 +257,10 @@ def _encode(state, step: int, config) -> bytes:
         specs.append(record)
         arrays[str(i)] = np.asarray(leaf)
     try:
-        header = json.dumps({"format": "jaxrnn-checkpoint", "step": step, "config": config, "leaves": specs})
+        text = json.dumps({"format": "jaxrnn-checkpoint", "step": step, "config": config, "leaves": specs})
     except (TypeError, ValueError) as error:
         raise TypeError(f"config must be a JSON-serialisable dict: {error}.") from error
-    header = header.encode("utf-8")
+    header = text.encode("utf-8")
     payload = serialization.msgpack_serialize(arrays, in_place=True)
     body = MAGIC + _SIZES.pack(FORMAT_VERSION, len(header), len(payload)) + header + payload
     return body + hashlib.sha256(body).digest()
@@ -269,7 +271,9 @@ def _read(path: pathlib.Path) -> tuple:
     data = path.read_bytes()
     if not data.startswith(MAGIC):
         if MAGIC.startswith(data):
-            raise CheckpointError(f"{path}: truncated: {len(data)} bytes, shorter than the {_FIXED_BYTES}-byte preamble.")
+            raise CheckpointError(
+                f"{path}: truncated: {len(data)} bytes, shorter than the {_FIXED_BYTES}-byte preamble."
+            )
         raise CheckpointError(f"{path}: not a jaxrnn checkpoint: it starts with {data[:16]!r}, not {MAGIC!r}.")
     if len(data) < _FIXED_BYTES:
         raise CheckpointError(f"{path}: truncated: {len(data)} bytes, shorter than the {_FIXED_BYTES}-byte preamble.")
@@ -312,7 +316,7 @@ def _check_matches(path, saved: list, wanted: list) -> None:
         )
 
 
-def _restore_leaf(array: np.ndarray, impl: Optional[str], target):
+def _restore_leaf(array: np.ndarray, impl: str | None, target):
     if isinstance(target, _PYTHON_SCALARS):
         return type(target)(array.item())
     if isinstance(target, np.generic):

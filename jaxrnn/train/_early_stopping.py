@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from jaxrnn._core.checks import check_positive_int
 
@@ -13,7 +13,7 @@ MODES = ("min", "max")
 class EarlyStopping(NamedTuple):
     """Early-stopping state: start from ``EarlyStopping()``."""
 
-    best: Optional[float] = None  # the best value so far; None before the first finite one
+    best: float | None = None  # the best value so far; None before the first finite one
     best_step: int = -1  # the step at which ``best`` was seen
     bad_evals: int = 0  # evaluations since the last improvement
 

@@ -5,7 +5,7 @@ Counts and rates come in JAX's default float dtype.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _valid(mask, shape: tuple, what: str) -> Optional[Array]:
+def _valid(mask, shape: tuple, what: str) -> Array | None:
     """``mask`` as a bool array broadcast to ``shape``; None for no mask."""
     if mask is None:
         return None
@@ -41,7 +41,7 @@ def _valid(mask, shape: tuple, what: str) -> Optional[Array]:
     return jnp.broadcast_to(valid, shape)
 
 
-def _masked_mean(values: Array, valid: Optional[Array]) -> Array:
+def _masked_mean(values: Array, valid: Array | None) -> Array:
     """Mean of ``values`` over ``valid`` entries; 0.0 when there are none."""
     if valid is None:
         return jnp.mean(values) if values.size else jnp.zeros((), values.dtype)
@@ -94,7 +94,7 @@ def _predictions(logits_or_pred, labels) -> Array:
 # ---------------------------------------------------------------------------- losses
 
 
-def mse(predictions: Array, targets: Array, mask: Optional[Array] = None) -> Array:
+def mse(predictions: Array, targets: Array, mask: Array | None = None) -> Array:
     r"""Mean squared error over the valid entries: :math:`\frac{1}{N}\sum_{valid} (p - y)^2`.
 
     Args:
@@ -122,7 +122,7 @@ def mse(predictions: Array, targets: Array, mask: Optional[Array] = None) -> Arr
     return _masked_mean(optax.losses.squared_error(predictions, targets), valid)
 
 
-def rmse(predictions: Array, targets: Array, mask: Optional[Array] = None) -> Array:
+def rmse(predictions: Array, targets: Array, mask: Array | None = None) -> Array:
     """Root mean squared error, ``sqrt(mse(predictions, targets, mask))``.
 
     Args:
@@ -143,7 +143,7 @@ def rmse(predictions: Array, targets: Array, mask: Optional[Array] = None) -> Ar
     return jnp.sqrt(mse(predictions, targets, mask))
 
 
-def cross_entropy(logits: Array, labels: Array, mask: Optional[Array] = None) -> Array:
+def cross_entropy(logits: Array, labels: Array, mask: Array | None = None) -> Array:
     r"""Softmax cross-entropy with integer labels, averaged over valid entries.
 
     :math:`\frac{1}{N}\sum_{valid} -\log \mathrm{softmax}(z)_{y}`. Labels at masked
@@ -182,7 +182,7 @@ def cross_entropy(logits: Array, labels: Array, mask: Optional[Array] = None) ->
 # --------------------------------------------------------------------------- metrics
 
 
-def accuracy(logits_or_pred: Array, labels: Array, mask: Optional[Array] = None) -> Array:
+def accuracy(logits_or_pred: Array, labels: Array, mask: Array | None = None) -> Array:
     """The fraction of valid entries whose predicted class equals the label.
 
     Args:
@@ -223,7 +223,7 @@ def _check_class_range(values, valid, num_classes: int, name: str) -> None:
         )
 
 
-def confusion_matrix(pred: Array, labels: Array, num_classes: int, mask: Optional[Array] = None) -> Array:
+def confusion_matrix(pred: Array, labels: Array, num_classes: int, mask: Array | None = None) -> Array:
     """Counts of (label, prediction) pairs over the valid entries.
 
     Rows are the true classes and columns the predicted ones, as in
@@ -278,9 +278,7 @@ class PrecisionRecallF1(NamedTuple):
     f1: Array  # [] float
 
 
-def precision_recall_f1(
-    logits: Array, labels: Array, num_classes: int, mask: Optional[Array] = None
-) -> PrecisionRecallF1:
+def precision_recall_f1(logits: Array, labels: Array, num_classes: int, mask: Array | None = None) -> PrecisionRecallF1:
     r"""Macro precision, recall and F1, as scikit-learn computes them.
 
     Per class :math:`c`: :math:`P_c = TP_c / (TP_c + FP_c)`, :math:`R_c = TP_c / (TP_c + FN_c)`,
@@ -324,6 +322,8 @@ def precision_recall_f1(
     present = (predicted + actual) > 0
 
     def macro(per_class):
-        return ratio(jnp.sum(jnp.where(present, per_class, jnp.zeros_like(per_class))), jnp.sum(present).astype(per_class.dtype))
+        return ratio(
+            jnp.sum(jnp.where(present, per_class, jnp.zeros_like(per_class))), jnp.sum(present).astype(per_class.dtype)
+        )
 
     return PrecisionRecallF1(macro(precision), macro(recall), macro(f1))

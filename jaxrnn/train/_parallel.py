@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,13 +36,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxrnn._core.checks import check_positive_int
 from jaxrnn._kernels.sharding import DATA_AXIS as DATA_AXIS
 
-Devices = Union[int, str]
+Devices = int | str
 
 # The environment variables read for the flags of the same names when those are not
 # given; JAX itself reads JAX_COORDINATOR_ADDRESS (and detects Cloud TPU, SLURM,
 # Open MPI and Kubernetes clusters).
-DISTRIBUTED_ENV = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
-                   "process_id": "JAX_PROCESS_ID"}
+DISTRIBUTED_ENV = {
+    "coordinator_address": "JAX_COORDINATOR_ADDRESS",
+    "num_processes": "JAX_NUM_PROCESSES",
+    "process_id": "JAX_PROCESS_ID",
+}
 
 
 def parse_devices(text: str) -> Devices:
@@ -62,7 +65,7 @@ def parse_devices(text: str) -> Devices:
     return count
 
 
-def make_mesh(devices: Devices = "all", *, backend: Optional[str] = None, name: str = "devices") -> Mesh:
+def make_mesh(devices: Devices = "all", *, backend: str | None = None, name: str = "devices") -> Mesh:
     """A 1-D mesh with the axis :data:`DATA_AXIS` for data parallelism.
 
     Args:
@@ -86,21 +89,20 @@ def make_mesh(devices: Devices = "all", *, backend: Optional[str] = None, name: 
       >>> mesh.axis_names, mesh.size
       (('data',), 1)
     """
-    if devices != "all":
-        devices = check_positive_int(devices, f"{name} (or 'all')")
     local = jax.local_devices(backend=backend)
     if devices == "all":
         chosen = jax.devices(backend)
-    elif devices > len(local):
-        raise ValueError(
-            f"{name} {devices} asks for more devices than this process has: {len(local)} "
-            f"({local[0].platform}); use {name} {len(local)} or fewer, or 'all'."
-        )
     else:
+        count = check_positive_int(devices, f"{name} (or 'all')")
+        if count > len(local):
+            raise ValueError(
+                f"{name} {count} asks for more devices than this process has: {len(local)} "
+                f"({local[0].platform}); use {name} {len(local)} or fewer, or 'all'."
+            )
         by_process: dict = {}
         for device in jax.devices(backend):
             by_process.setdefault(device.process_index, []).append(device)
-        chosen = [device for process in sorted(by_process) for device in by_process[process][:devices]]
+        chosen = [device for process in sorted(by_process) for device in by_process[process][:count]]
     kwargs = {}
     if hasattr(jax.sharding, "AxisType"):  # jax >= 0.6; Auto is what older versions always did
         kwargs["axis_types"] = (jax.sharding.AxisType.Auto,)
@@ -124,7 +126,7 @@ def mesh_context(mesh: Mesh):
     Inside it ``jax.sharding.get_abstract_mesh()`` has the axis :data:`DATA_AXIS`.
     """
     set_mesh = getattr(jax, "set_mesh", None)
-    return set_mesh(mesh) if set_mesh is not None else jax.sharding.use_mesh(mesh)
+    return set_mesh(mesh) if set_mesh is not None else jax.sharding.use_mesh(mesh)  # type: ignore[attr-defined]
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, *, name: str = "batch_size") -> None:
@@ -181,8 +183,11 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 def _leading_sizes(batch) -> dict:
     """``{path: leading size}`` of the batch's leaves that have axes."""
-    return {jax.tree_util.keystr(path): np.shape(leaf)[0]
-            for path, leaf in jax.tree_util.tree_leaves_with_path(batch) if np.ndim(leaf) > 0}
+    return {
+        jax.tree_util.keystr(path): np.shape(leaf)[0]
+        for path, leaf in jax.tree_util.tree_leaves_with_path(batch)
+        if np.ndim(leaf) > 0
+    }
 
 
 def _splits(sizes: dict, mesh: Mesh) -> bool:
@@ -222,15 +227,21 @@ def shard_batch(batch: Any, mesh: Mesh, *, replicate_uneven: bool = False) -> An
     sharding = batch_sharding(mesh)
     if not _splits(sizes, mesh):
         if not replicate_uneven:
-            check_batch_size(next(iter(sizes.values())), mesh,
-                             name="the batch size (the leading axis of every array of the batch)")
+            check_batch_size(
+                next(iter(sizes.values())), mesh, name="the batch size (the leading axis of every array of the batch)"
+            )
         sharding = replicated(mesh)
-    return jax.tree_util.tree_map(
-        lambda leaf: _place(leaf, sharding if np.ndim(leaf) > 0 else replicated(mesh)), batch)
+    return jax.tree_util.tree_map(lambda leaf: _place(leaf, sharding if np.ndim(leaf) > 0 else replicated(mesh)), batch)
 
 
-def data_parallel(fn: Callable, mesh: Mesh, *, batch_argnums: Iterable[int], replicated_outputs: Iterable[int] = (),
-                  replicate_uneven: bool = False) -> Callable:
+def data_parallel(
+    fn: Callable,
+    mesh: Mesh,
+    *,
+    batch_argnums: Iterable[int],
+    replicated_outputs: Iterable[int] = (),
+    replicate_uneven: bool = False,
+) -> Callable:
     """``fn`` jitted to run data parallel over ``mesh``.
 
     Each call places its arguments, those at ``batch_argnums`` with
@@ -261,14 +272,18 @@ def data_parallel(fn: Callable, mesh: Mesh, *, batch_argnums: Iterable[int], rep
         out = fn(*args)
         if not replicated_outputs:
             return out
-        return tuple(jax.lax.with_sharding_constraint(value, replicated(mesh)) if i in replicated_outputs else value
-                     for i, value in enumerate(out))
+        return tuple(
+            jax.lax.with_sharding_constraint(value, replicated(mesh)) if i in replicated_outputs else value
+            for i, value in enumerate(out)
+        )
 
     jitted = jax.jit(constrained)
 
     def step(*args):
-        placed = [shard_batch(arg, mesh, replicate_uneven=replicate_uneven) if i in batch_argnums
-                  else replicate(arg, mesh) for i, arg in enumerate(args)]
+        placed = [
+            shard_batch(arg, mesh, replicate_uneven=replicate_uneven) if i in batch_argnums else replicate(arg, mesh)
+            for i, arg in enumerate(args)
+        ]
         split = all(_splits(_leading_sizes(arg), mesh) for i, arg in enumerate(args) if i in batch_argnums)
         with mesh_context(mesh) if split else contextlib.nullcontext():
             return jitted(*placed)
@@ -323,8 +338,13 @@ def _like(template, value: np.ndarray):
     return type(template)(value.item())
 
 
-def initialize_distributed(coordinator_address: Optional[str] = None, num_processes: Optional[int] = None,
-                           process_id: Optional[int] = None, *, required: bool = False) -> bool:
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    required: bool = False,
+) -> bool:
     """Start JAX's multi-process runtime (``jax.distributed.initialize``) when asked to.
 
     Values not given are read from :data:`DISTRIBUTED_ENV`; what is still
@@ -345,31 +365,40 @@ def initialize_distributed(coordinator_address: Optional[str] = None, num_proces
       ValueError: a value is not a number, ``process_id`` is out of range, or JAX
         cannot initialise (the message carries JAX's).
     """
-    given = {"coordinator_address": coordinator_address, "num_processes": num_processes, "process_id": process_id}
-    for key, variable in DISTRIBUTED_ENV.items():
-        if given[key] is None and os.environ.get(variable):
-            given[key] = os.environ[variable]
+    values = (coordinator_address, num_processes, process_id)
+    given = {
+        key: value if value is not None else os.environ.get(variable) or None
+        for (key, variable), value in zip(DISTRIBUTED_ENV.items(), values)
+    }
     if not required and all(value is None for value in given.values()):
         return False
-    for key in ("num_processes", "process_id"):
-        if given[key] is not None:
-            try:
-                given[key] = int(given[key])
-            except ValueError:
-                raise ValueError(f"--{key.replace('_', '-')} ({DISTRIBUTED_ENV[key]}) must be an integer, "
-                                 f"got {given[key]!r}.") from None
-    count, index = given["num_processes"], given["process_id"]
-    if count is not None and count < 1:
-        raise ValueError(f"--num-processes must be at least 1, got {count}.")
+    address = given["coordinator_address"]
+    count, index = (_as_int(given[key], key) for key in ("num_processes", "process_id"))
+    if count is not None:
+        check_positive_int(count, "--num-processes")
     if count is not None and index is not None and not 0 <= index < count:
         raise ValueError(f"--process-id must lie in [0, {count}) for --num-processes {count}, got {index}.")
     if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # older jax had none by default
     try:
-        jax.distributed.initialize(**given)
+        jax.distributed.initialize(
+            coordinator_address=None if address is None else str(address), num_processes=count, process_id=index
+        )
     except (ValueError, RuntimeError) as error:
         raise ValueError(
             f"jax.distributed.initialize failed: {str(error).rstrip('.')}. Give --coordinator-address HOST:PORT (process 0's), "
             f"--num-processes and --process-id, or set {', '.join(DISTRIBUTED_ENV.values())}."
         ) from error
     return True
+
+
+def _as_int(value, key: str) -> int | None:
+    """A ``num_processes`` or ``process_id`` given as a number or read as text, as an int."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"--{key.replace('_', '-')} ({DISTRIBUTED_ENV[key]}) must be an integer, got {value!r}."
+        ) from None

@@ -9,8 +9,8 @@ parallel (:mod:`jaxrnn.train._parallel`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable, NamedTuple, Optional
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,9 @@ class TrainState(NamedTuple):
     rng: Array  # PRNG key, split once per step; the step's half goes to loss_fn
 
 
-def default_optimizer(learning_rate: float | optax.Schedule = 1e-3, clip_norm: Optional[float] = 1.0) -> optax.GradientTransformation:
+def default_optimizer(
+    learning_rate: float | optax.Schedule = 1e-3, clip_norm: float | None = 1.0
+) -> optax.GradientTransformation:
     """Adam after clipping the gradient's global norm, the usual choice for RNNs.
 
     Args:
@@ -107,8 +109,10 @@ def guarded_update(loss_fn, optimizer, state: TrainState, *args):
 
 
 def make_train_step(
-    loss_fn: Callable[[Any, Any, Array], tuple[Array, dict]], optimizer: optax.GradientTransformation, *,
-    mesh: Optional[jax.sharding.Mesh] = None,
+    loss_fn: Callable[[Any, Any, Array], tuple[Array, dict]],
+    optimizer: optax.GradientTransformation,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
     """A jitted training step: gradient of ``loss_fn``, then one optimiser update.
 
@@ -172,8 +176,9 @@ def make_train_step(
     return data_parallel(train_step, mesh, batch_argnums=(1,), replicated_outputs=(0,))
 
 
-def make_eval_step(metric_fn: Callable[[Any, Any], dict], *,
-                   mesh: Optional[jax.sharding.Mesh] = None) -> Callable[[Any, Any], dict]:
+def make_eval_step(
+    metric_fn: Callable[[Any, Any], dict], *, mesh: jax.sharding.Mesh | None = None
+) -> Callable[[Any, Any], dict]:
     """A jitted evaluation step.
 
     Args:
@@ -246,7 +251,7 @@ def evaluate(eval_step: Callable[[Any, Any], dict], params: Any, batches: Iterab
       >>> train.evaluate(eval_step, 1.0, batches)
       {'mse': 0.75}
     """
-    totals: Optional[dict] = None
+    totals: dict | None = None
     total_weight = 0.0
     for batch in batches:
         metrics = eval_step(params, batch)

@@ -7,7 +7,7 @@ stopped at the border (:func:`stream_forward`, :func:`make_stream_train_step`).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +20,10 @@ from jaxrnn.train._parallel import data_parallel
 from jaxrnn.train._steps import TrainState, guarded_update
 
 Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
 
 
-def stream_chunks(tokens: Array, batch_size: int, chunk_length: int, *, targets: bool = True) -> Array:
+def stream_chunks(tokens: ArrayLike, batch_size: int, chunk_length: int, *, targets: bool = True) -> Array:
     """Cut one long stream into ``batch_size`` parallel streams and consecutive chunks.
 
     A 1-D stream of N tokens is trimmed to ``B * (N // B)`` and reshaped to ``[B, M]``
@@ -90,7 +91,7 @@ class StreamParams(NamedTuple):
     readout: Any  # head.init(key, model.output_size): ReadoutParams
 
 
-def stream_forward(model, head, params: StreamParams, xs: Array, carry: Any = None, *, key: Optional[Array] = None):
+def stream_forward(model, head, params: StreamParams, xs: Array, carry: Any = None, *, key: Array | None = None):
     """Run one chunk from ``carry`` and return the state to carry to the next chunk.
 
     The returned state has its gradient stopped (``jax.lax.stop_gradient``), so a
@@ -141,12 +142,20 @@ def _stream_inputs(chunk, loss: str, input_size: int, dtype):
             )
         xs = chunk[:, :-1]
     if chunk.shape[1] < 2:
-        raise ValueError(f"a chunk needs at least 2 steps (inputs and a next-step target), got shape {tuple(chunk.shape)}.")
+        raise ValueError(
+            f"a chunk needs at least 2 steps (inputs and a next-step target), got shape {tuple(chunk.shape)}."
+        )
     return xs, chunk[:, 1:]
 
 
-def make_stream_train_step(model, head, optimizer: optax.GradientTransformation, *, loss: str = "cross_entropy",
-                           mesh: Optional[jax.sharding.Mesh] = None):
+def make_stream_train_step(
+    model,
+    head,
+    optimizer: optax.GradientTransformation,
+    *,
+    loss: str = "cross_entropy",
+    mesh: jax.sharding.Mesh | None = None,
+):
     """A jitted truncated-BPTT step for next-step prediction on a long stream.
 
     Each chunk from :func:`stream_chunks` predicts ``chunk[:, 1:]`` from
@@ -199,7 +208,9 @@ def make_stream_train_step(model, head, optimizer: optax.GradientTransformation,
         dtype = jax.tree_util.tree_leaves(params.rnn)[0].dtype
         xs, targets = _stream_inputs(chunk, loss, model.input_size, dtype)
         outputs, carry = stream_forward(model, head, params, xs, carry, key=rng)
-        value = cross_entropy(outputs, targets) if loss == "cross_entropy" else mse(outputs, targets.astype(outputs.dtype))
+        value = (
+            cross_entropy(outputs, targets) if loss == "cross_entropy" else mse(outputs, targets.astype(outputs.dtype))
+        )
         return value, carry
 
     def step(state: TrainState, chunk: Array, carry: Any = None):

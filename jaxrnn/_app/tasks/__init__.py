@@ -11,6 +11,6 @@ from jaxrnn._app.tasks.base import Task as Task
 
 # In the order `jaxrnn tasks` lists them: the built-in data sets, then users' own files.
 TASKS: dict[str, Task] = {
-    task.name: task for task in (adding.TASK, copy.TASK, sunspots.TASK, digits.TASK, charlm.TASK, series.TASK,
-                                 text.TASK)
+    task.name: task
+    for task in (adding.TASK, copy.TASK, sunspots.TASK, digits.TASK, charlm.TASK, series.TASK, text.TASK)
 }

@@ -26,7 +26,8 @@ same with ``jax_enable_x64`` on or off.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +55,8 @@ class Setup(NamedTuple):
 
     init_params: Callable[[jax.Array], Any]  # key -> params (pure)
     train_batch: Callable[[int], dict]  # step -> batch, deterministic in (seed, step)
-    loss_fn: Callable[[Any, dict, jax.Array], tuple]  # (params, batch, rng) -> (loss, aux), for train.make_train_step
+    # (params, batch, rng) -> (loss, aux), for train.make_train_step; with a carry, see initial_carry.
+    loss_fn: Callable[..., tuple]
     eval_batches: list  # fixed validation batches
     eval_fn: Callable[[Any, dict], dict]  # (params, batch) -> mean-type scalar metrics of the batch (jit-able)
     report: Callable[[Any, str], dict]  # (params, out_dir) -> final test metrics and baselines; writes plots
@@ -62,7 +64,7 @@ class Setup(NamedTuple):
     # (charlm's recurrent state over a stream), and loss_fn is
     # (params, batch, carry, rng) -> (loss, carry); the loop checkpoints the carry.
     initial_carry: Any = None
-    files: Optional[dict] = None  # {name: text} the loop writes into out_dir before training
+    files: dict | None = None  # {name: text} the loop writes into out_dir before training
 
 
 class Task(NamedTuple):

@@ -12,7 +12,7 @@ import functools
 import json
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -66,8 +66,9 @@ def _bpc_fn(rnn, head) -> Callable[[Params, dict], dict]:
     return eval_fn
 
 
-def sample(rnn, head, params: Params, vocab: data.CharVocab, prompt: str, length: int, temperature: float,
-           key: jax.Array) -> str:
+def sample(
+    rnn, head, params: Params, vocab: data.CharVocab, prompt: str, length: int, temperature: float, key: jax.Array
+) -> str:
     """``length`` characters that follow ``prompt``, drawn one at a time.
 
     The prompt runs through ``model.apply`` from zero state; then each step draws a
@@ -119,16 +120,19 @@ def build(config: dict) -> Setup:
     batch_size = config["batch_size"]
     n_train = int(SPLIT[0] * len(tokens))
     n_val = int(SPLIT[1] * len(tokens))
-    splits = tokens[:n_train], tokens[n_train:n_train + n_val], tokens[n_train + n_val:]
+    splits = tokens[:n_train], tokens[n_train : n_train + n_val], tokens[n_train + n_val :]
     where = "the default corpus" if config.get("text") is None else f"--text {config['text']}"
     if n_train // batch_size < length + 1:
         raise ValueError(
             f"{where} has {len(tokens)} characters; its training 90% ({n_train}) cut into --batch-size "
             f"{batch_size} rows is shorter than one chunk of --length {length} + 1; use a longer text, a "
-            f"smaller --batch-size or a shorter --length")
+            f"smaller --batch-size or a shorter --length"
+        )
     if min(len(splits[1]), len(splits[2])) < 2:
-        raise ValueError(f"{where} has {len(tokens)} characters, too few for validation and test splits of "
-                         f"5% with at least 2 characters each; use a longer text")
+        raise ValueError(
+            f"{where} has {len(tokens)} characters, too few for validation and test splits of "
+            f"5% with at least 2 characters each; use a longer text"
+        )
     chunks = np.asarray(train.stream_chunks(splits[0], batch_size, length))  # [num_chunks, B, L + 1]
     eval_fn = _bpc_fn(rnn, head)
     prompt = vocab.decode(splits[2][:PROMPT])
@@ -150,13 +154,18 @@ def build(config: dict) -> Setup:
         counts = np.bincount(splits[0], minlength=vocab.size)
         p = counts[counts > 0] / counts.sum()
         keys = jax.random.split(jax.random.key(config["seed"]), len(TEMPERATURES))
-        samples = {str(t): sample(rnn, head, params, vocab, prompt, SAMPLE_LENGTH, t, k)
-                   for t, k in zip(TEMPERATURES, keys)}
+        samples = {
+            str(t): sample(rnn, head, params, vocab, prompt, SAMPLE_LENGTH, t, k) for t, k in zip(TEMPERATURES, keys)
+        }
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "samples.txt"), "w", encoding="utf-8") as f:
             f.writelines(f"--- temperature {t} ---\n{prompt}{s}\n" for t, s in samples.items())
-        return {"test_bpc": test["bpc"], "unigram_bpc": float(-(p * np.log2(p)).sum()),
-                "prompt": prompt, "samples": samples}
+        return {
+            "test_bpc": test["bpc"],
+            "unigram_bpc": float(-(p * np.log2(p)).sum()),
+            "prompt": prompt,
+            "samples": samples,
+        }
 
     return Setup(
         init_params=init_params,
@@ -176,8 +185,7 @@ TASK = Task(
     # 1200 steps take 56 s on 2 shared CPU cores (~20 steps/s): on the default corpus test
     # bpc 2.65 against a unigram entropy of 4.73 bits; validation bpc 3.05 (the validation
     # 5% is harder text than the test 5%: indented lists of names).
-    {**SHARED, "hidden": 128, "length": 64, "steps": 1200, "batch_size": 32, "learning_rate": 5e-3,
-     "eval_every": 200},
+    {**SHARED, "hidden": 128, "length": 64, "steps": 1200, "batch_size": 32, "learning_rate": 5e-3, "eval_every": 200},
     ("bpc", "min"),
     build,
 )

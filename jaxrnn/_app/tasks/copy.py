@@ -30,12 +30,18 @@ def build(config: dict) -> Setup:
 
     def eval_fn(params, batch):
         z = logits(params, batch["xs"])
-        return {"loss": train.cross_entropy(z, batch["targets"], batch["mask"]),
-                "accuracy": train.accuracy(z, batch["targets"], batch["mask"])}
+        return {
+            "loss": train.cross_entropy(z, batch["targets"], batch["mask"]),
+            "accuracy": train.accuracy(z, batch["targets"], batch["mask"]),
+        }
 
     def report(test: dict) -> dict:
-        return {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
-                "chance_accuracy": 1.0 / num_symbols, "chance_loss": math.log(num_symbols)}
+        return {
+            "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"],
+            "chance_accuracy": 1.0 / num_symbols,
+            "chance_loss": math.log(num_symbols),
+        }
 
     return generated_setup(rnn, head, batch, batch_size, loss_fn, eval_fn, report)
 
@@ -45,8 +51,16 @@ TASK = Task(
     "the copy task: recall a sequence of symbols after a delay (accuracy; chance is 1/num_symbols)",
     # ~9 ms a step at T=50 on 2 shared CPU cores: test accuracy 0.80 after 1000
     # steps (13 s), 0.97 after 3000 (27 s).
-    {**SHARED, "length": 10, "delay": 20, "num_symbols": 8, "steps": 4000, "batch_size": 64,
-     "learning_rate": 1e-2, "eval_every": 200},
+    {
+        **SHARED,
+        "length": 10,
+        "delay": 20,
+        "num_symbols": 8,
+        "steps": 4000,
+        "batch_size": 64,
+        "learning_rate": 1e-2,
+        "eval_every": 200,
+    },
     ("loss", "min"),
     build,
 )

@@ -11,8 +11,9 @@ from jaxrnn._app import plotting
 from jaxrnn._app.tasks.base import Setup, init, last_step, minibatch, model
 
 
-def series_setup(config: dict, splits: data.SeriesData, *, xlabel: str, ylabel: str, title: str,
-                 persistence_label: str) -> Setup:
+def series_setup(
+    config: dict, splits: data.SeriesData, *, xlabel: str, ylabel: str, title: str, persistence_label: str
+) -> Setup:
     """The Setup of forecasting ``splits``: MSE on scaled values, RMSE in the series' units, a forecast plot."""
     rnn = model(config, 1)
     seed, batch_size = config["seed"], config["batch_size"]
@@ -40,9 +41,11 @@ def series_setup(config: dict, splits: data.SeriesData, *, xlabel: str, ylabel: 
         ax.plot(test.times, splits.scaler.unscale(test.xs[:, -1, 0]), "C2:", label=persistence_label)
         ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
         ax.legend()
-        return {"test_rmse": float(np.sqrt(np.mean((predicted - truth) ** 2))),
-                "persistence_rmse": data.persistence_rmse(test),
-                "plot": plotting.save_figure(fig, out_dir, "forecast.png", bbox_inches="tight")}
+        return {
+            "test_rmse": float(np.sqrt(np.mean((predicted - truth) ** 2))),
+            "persistence_rmse": data.persistence_rmse(test),
+            "plot": plotting.save_figure(fig, out_dir, "forecast.png", bbox_inches="tight"),
+        }
 
     return Setup(
         init_params=init(rnn, head),

@@ -24,16 +24,30 @@ def build(config: dict) -> Setup:
         splits = data.windowed_splits(series, window)
     except ValueError as e:
         raise ValueError(f"{path}: {len(series)} values: {e}") from None
-    return series_setup(config, splits, xlabel="row", ylabel="value" if column is None else str(column),
-                        title=f"one-step-ahead forecast, test rows of {os.path.basename(path)}",
-                        persistence_label="persistence (last value)")
+    return series_setup(
+        config,
+        splits,
+        xlabel="row",
+        ylabel="value" if column is None else str(column),
+        title=f"one-step-ahead forecast, test rows of {os.path.basename(path)}",
+        persistence_label="persistence (last value)",
+    )
 
 
 TASK = Task(
     "series",
     "your time series (--data FILE.csv, --column NAME), one step ahead (RMSE; the baseline repeats the last value)",
-    {**SHARED, "hidden": 32, "window": 20, "steps": 400, "batch_size": 32, "learning_rate": 3e-3,
-     "eval_every": 25, "data": None, "column": None},
+    {
+        **SHARED,
+        "hidden": 32,
+        "window": 20,
+        "steps": 400,
+        "batch_size": 32,
+        "learning_rate": 3e-3,
+        "eval_every": 25,
+        "data": None,
+        "column": None,
+    },
     ("rmse", "min"),
     build,
 )

@@ -13,8 +13,14 @@ def build(config: dict) -> Setup:
         splits = data.sunspots(window)
     except ValueError as e:
         raise ValueError(f"--window {window} is too long for the 309 yearly values: {e}") from None
-    return series_setup(config, splits, xlabel="year", ylabel="sunspot number",
-                        title="one-year-ahead forecast, test years", persistence_label="persistence (last year)")
+    return series_setup(
+        config,
+        splits,
+        xlabel="year",
+        ylabel="sunspot number",
+        title="one-year-ahead forecast, test years",
+        persistence_label="persistence (last year)",
+    )
 
 
 TASK = Task(
@@ -22,8 +28,7 @@ TASK = Task(
     "yearly sunspot numbers, one year ahead (RMSE; the baseline repeats the last year)",
     # 206 training windows overfit fast: validation RMSE is best near step 250 (3 s),
     # test RMSE 25.9 against persistence's 29.1 at step 500.
-    {**SHARED, "hidden": 32, "window": 20, "steps": 400, "batch_size": 32, "learning_rate": 3e-3,
-     "eval_every": 25},
+    {**SHARED, "hidden": 32, "window": 20, "steps": 400, "batch_size": 32, "learning_rate": 3e-3, "eval_every": 25},
     ("rmse", "min"),
     build,
 )

@@ -17,8 +17,19 @@ import numpy as np
 
 import jaxrnn as jr
 from jaxrnn import data, train
-from jaxrnn._app.tasks.base import (DTYPE, SHARED, SPLIT, Setup, Task, data_path, init, int_option, minibatch,
-                                    model, stream_seed)
+from jaxrnn._app.tasks.base import (
+    DTYPE,
+    SHARED,
+    SPLIT,
+    Setup,
+    Task,
+    data_path,
+    init,
+    int_option,
+    minibatch,
+    model,
+    stream_seed,
+)
 from jaxrnn._app.tasks.classification import classification_report
 
 # Train, validation and test shares of the examples.
@@ -44,7 +55,7 @@ def stratified_split(labels: np.ndarray, seed: int) -> tuple:
     order = np.lexsort((rng.random(len(labels)), place))
     n_val, n_test = (round(f * len(labels)) for f in TEXT_SPLIT[1:])
     n_train = len(labels) - n_val - n_test
-    return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
 
 
 def encode(vocab: data.CharVocab, texts: list, length: int) -> tuple:
@@ -57,7 +68,7 @@ def encode(vocab: data.CharVocab, texts: list, length: int) -> tuple:
     lengths = np.asarray([min(len(t), length) for t in texts], np.int32)
     ids = np.full((len(texts), int(lengths.max())), -1, np.int32)
     for row, text in enumerate(texts):
-        ids[row, :lengths[row]] = [index.get(c, vocab.size) for c in text[:length]]
+        ids[row, : lengths[row]] = [index.get(c, vocab.size) for c in text[:length]]
     return ids, lengths
 
 
@@ -67,11 +78,14 @@ def build(config: dict) -> Setup:
     labelled = data.load_csv_labelled_text(path)
     classes = len(labelled.classes)
     if classes < 2:
-        raise ValueError(f"{path}: every row has the label {labelled.classes[0]!r}; a classifier needs at least "
-                         "two labels")
+        raise ValueError(
+            f"{path}: every row has the label {labelled.classes[0]!r}; a classifier needs at least two labels"
+        )
     if len(labelled.texts) < 10:
-        raise ValueError(f"{path}: {len(labelled.texts)} labelled texts are too few to split 80/10/10 into "
-                         "train, validation and test; give at least 10")
+        raise ValueError(
+            f"{path}: {len(labelled.texts)} labelled texts are too few to split 80/10/10 into "
+            "train, validation and test; give at least 10"
+        )
     parts = stratified_split(labelled.labels, int_option(config, "seed", 0))
     vocab = data.CharVocab.from_text("".join(labelled.texts[i] for i in parts[0]))
     input_size = vocab.size + 1  # the characters of the train split, and one id for any other
@@ -83,7 +97,7 @@ def build(config: dict) -> Setup:
         return {"ids": ids[indices], "lengths": lengths[indices], "labels": labelled.labels[indices]}
 
     def batches(indices) -> list:
-        return [examples(indices[i:i + EVAL_BATCH]) for i in range(0, len(indices), EVAL_BATCH)]
+        return [examples(indices[i : i + EVAL_BATCH]) for i in range(0, len(indices), EVAL_BATCH)]
 
     train_split, val_split, test_split = parts
     head = jr.readout(classes)
@@ -105,14 +119,19 @@ def build(config: dict) -> Setup:
         predicted = np.concatenate([np.asarray(predict(params, b)) for b in tests]).astype(np.int32)
         truth = labelled.labels[test_split]
         majority = np.bincount(labelled.labels[train_split], minlength=classes).argmax()
-        report = classification_report(predicted, truth, classes, out_dir, class_names=labelled.classes,
-                                       title=f"{os.path.basename(path)}, test split")
+        report = classification_report(
+            predicted,
+            truth,
+            classes,
+            out_dir,
+            class_names=labelled.classes,
+            title=f"{os.path.basename(path)}, test split",
+        )
         return {**report, "majority_accuracy": float(np.mean(truth == majority)), "classes": list(labelled.classes)}
 
     return Setup(
         init_params=init(rnn, head),
-        train_batch=lambda step: examples(train_split[minibatch(config["seed"], step, len(train_split),
-                                                                batch_size)]),
+        train_batch=lambda step: examples(train_split[minibatch(config["seed"], step, len(train_split), batch_size)]),
         loss_fn=loss_fn,
         eval_batches=batches(val_split),
         eval_fn=eval_fn,
@@ -123,8 +142,7 @@ def build(config: dict) -> Setup:
 TASK = Task(
     "text",
     "your labelled texts (--data FILE.csv of label,text rows) by character (accuracy, macro F1, confusion matrix)",
-    {**SHARED, "length": 200, "steps": 1000, "batch_size": 32, "learning_rate": 3e-3, "eval_every": 100,
-     "data": None},
+    {**SHARED, "length": 200, "steps": 1000, "batch_size": 32, "learning_rate": 3e-3, "eval_every": 100, "data": None},
     ("accuracy", "max"),
     build,
 )
