@@ -65,8 +65,11 @@ def precision_rows(interpret: bool = False) -> list:
             wide = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (params, xs))
             want = _grads(cell, *wide, grad="autodiff", backend="xla")
         modes = [("xla", "default", dict(backend="xla")), ("xla", "highest", dict(backend="xla"))]
-        modes += [(f"pallas-{t}", p, dict(backend=jr.Pallas(target=t, precision=p, interpret=interpret)))
-                  for t in targets for p in ("highest", "fast")]
+        modes += [
+            (f"pallas-{t}", p, dict(backend=jr.Pallas(target=t, precision=p, interpret=interpret)))
+            for t in targets
+            for p in ("highest", "fast")
+        ]
         for backend, precision, kwargs in modes:
             context = jax.default_matmul_precision("highest" if precision == "highest" else None)
             try:
@@ -79,8 +82,15 @@ def precision_rows(interpret: bool = False) -> list:
                 float(jnp.abs(jnp.asarray(g, jnp.float64) - w).max() / jnp.abs(w).max())
                 for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want))
             )
-            rows.append(dict(cell=name, backend=backend, precision=precision, rel_error_vs_float64=err,
-                             status="ok" if err <= PRECISION_TOLERANCE[precision] else "FAIL"))
+            rows.append(
+                dict(
+                    cell=name,
+                    backend=backend,
+                    precision=precision,
+                    rel_error_vs_float64=err,
+                    status="ok" if err <= PRECISION_TOLERANCE[precision] else "FAIL",
+                )
+            )
     return rows
 
 
@@ -102,16 +112,32 @@ def main(argv=None) -> int:
                 for reverse in (False, True):
                     for precision in ("default", "highest"):
                         with jax.default_matmul_precision(None if precision == "default" else "highest"):
-                            err = jr.check_bptt(cell, params, xs, lengths=lengths if padded else None,
-                                                reverse=reverse, rtol=1.0)
-                        rows.append(dict(cell=name, shape=f"{batch}x{steps}x{hidden}", padded=padded,
-                                         reverse=reverse, precision=precision, rel_error=err,
-                                         ok=err <= TOLERANCE[precision]))
+                            err = jr.check_bptt(
+                                cell, params, xs, lengths=lengths if padded else None, reverse=reverse, rtol=1.0
+                            )
+                        rows.append(
+                            dict(
+                                cell=name,
+                                shape=f"{batch}x{steps}x{hidden}",
+                                padded=padded,
+                                reverse=reverse,
+                                precision=precision,
+                                rel_error=err,
+                                ok=err <= TOLERANCE[precision],
+                            )
+                        )
     modes = precision_rows(args.interpret)
     bad = [r for r in rows if not r["ok"]] + [r for r in modes if r["status"] == "FAIL"]
-    result = {"device": f"{device.device_kind} ({device.platform})", "jax": jax.__version__,
-              "tolerance": TOLERANCE, "rows": rows, "precision_shape": PRECISION_SHAPE,
-              "precision_tolerance": PRECISION_TOLERANCE, "precision": modes, "all_ok": not bad}
+    result = {
+        "device": f"{device.device_kind} ({device.platform})",
+        "jax": jax.__version__,
+        "tolerance": TOLERANCE,
+        "rows": rows,
+        "precision_shape": PRECISION_SHAPE,
+        "precision_tolerance": PRECISION_TOLERANCE,
+        "precision": modes,
+        "all_ok": not bad,
+    }
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "device_check.json").write_text(json.dumps(result, indent=1))
@@ -123,7 +149,7 @@ def main(argv=None) -> int:
     for (cell, precision), err in worst.items():
         verdict = "ok" if err <= TOLERANCE[precision] else "FAIL"
         print(f"  {cell:16s} {precision:8s} {err:.2e} (tolerance {TOLERANCE[precision]:g}) {verdict}")
-    print("gradient error against float64, B x T x H = %d x %d x %d" % PRECISION_SHAPE)
+    print(f"gradient error against float64, B x T x H = {' x '.join(map(str, PRECISION_SHAPE))}")
     for r in modes:
         detail = f"{r['rel_error_vs_float64']:.2e}" if "rel_error_vs_float64" in r else r["reason"][:100]
         print(f"  {r['cell']:6s} {r['backend']:11s} {r['precision']:8s} {detail} {r['status']}")

@@ -65,7 +65,9 @@ def _pair(module, kind, inputs, options, repeats):
     px, w_hh, b_hh, h0, c0, d_h_all, d_c_last = inputs
     fwd = jax.jit(lambda px, w: module.forward(kind, px, w, b_hh, h0, c0, None, **options))
     h_all, c_all, res = fwd(px, w_hh)
-    bwd = jax.jit(lambda res, w, d: module.backward(kind, px, res, w, b_hh, h0, c0, h_all, c_all, None, d, d_c_last, **options))
+    bwd = jax.jit(
+        lambda res, w, d: module.backward(kind, px, res, w, b_hh, h0, c0, h_all, c_all, None, d, d_c_last, **options)
+    )
     grads = bwd(res, w_hh, d_h_all)
     return _time(fwd, px, w_hh, repeats=repeats), _time(bwd, res, w_hh, d_h_all, repeats=repeats), (h_all, grads[0])
 
@@ -87,9 +89,11 @@ def main(argv=None) -> int:
     target = "tpu" if platform == "tpu" else "gpu"
     if target == "gpu":
         from jaxrnn._kernels import pallas_gpu as module
+
         grid = GPU_GRID
     else:
         from jaxrnn._kernels import pallas_tpu as module
+
         grid = TPU_GRID
     shapes = QUICK_SHAPES if args.quick else SHAPES
     settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
@@ -100,7 +104,9 @@ def main(argv=None) -> int:
         for batch, steps, hidden in shapes:
             inputs = _inputs(kind, batch, steps, hidden)
             reason = module.unsupported(kind, batch, hidden, jnp.dtype(jnp.float32), args.precision)
-            xla_f, xla_b, want = _pair(_scan_kernel, kind, inputs, dict(unroll=8, precision=args.precision), args.repeats)
+            xla_f, xla_b, want = _pair(
+                _scan_kernel, kind, inputs, dict(unroll=8, precision=args.precision), args.repeats
+            )
             base = dict(cell=kind, batch=batch, steps=steps, hidden=hidden, precision=args.precision)
             rows.append({**base, "impl": "xla-scan (unroll 8)", "fwd_ms": xla_f, "bwd_ms": xla_b})
             if reason:
@@ -111,26 +117,52 @@ def main(argv=None) -> int:
                 try:
                     f_ms, b_ms, got = _pair(module, kind, inputs, options, args.repeats)
                 except Exception as e:  # a setting that does not fit is a result, not a crash
-                    rows.append({**base, "impl": f"pallas-{target}", "setting": setting, "status": "failed",
-                                 "reason": f"{type(e).__name__}: {e}"[:300]})
+                    rows.append(
+                        {
+                            **base,
+                            "impl": f"pallas-{target}",
+                            "setting": setting,
+                            "status": "failed",
+                            "reason": f"{type(e).__name__}: {e}"[:300],
+                        }
+                    )
                     continue
-                rows.append({**base, "impl": f"pallas-{target}", "setting": setting, "status": "ok",
-                             "fwd_ms": f_ms, "bwd_ms": b_ms, "rel_error_vs_xla": _error(got, want)})
+                rows.append(
+                    {
+                        **base,
+                        "impl": f"pallas-{target}",
+                        "setting": setting,
+                        "status": "ok",
+                        "fwd_ms": f_ms,
+                        "bwd_ms": b_ms,
+                        "rel_error_vs_xla": _error(got, want),
+                    }
+                )
     device = jax.devices()[0]
-    result = {"device": f"{device.device_kind} ({device.platform})", "jax": jax.__version__,
-              "interpret": args.interpret, "rows": rows}
+    result = {
+        "device": f"{device.device_kind} ({device.platform})",
+        "jax": jax.__version__,
+        "interpret": args.interpret,
+        "rows": rows,
+    }
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "pallas_tune.json").write_text(json.dumps(result, indent=1))
-    print(f"Pallas launch settings on {result['device']}, {args.precision} precision: fwd / bwd ms of the kernels alone")
+    print(
+        f"Pallas launch settings on {result['device']}, {args.precision} precision: fwd / bwd ms of the kernels alone"
+    )
     for row in rows:
         shape = f"{row['batch']}x{row['steps']}x{row['hidden']}"
         if "fwd_ms" in row:
             extra = f" err {row['rel_error_vs_xla']:.1e}" if "rel_error_vs_xla" in row else ""
-            print(f"  {row['cell']:10s} {shape:12s} {row['impl']:20s} {row.get('setting', '')} "
-                  f"{row['fwd_ms']:.2f} / {row['bwd_ms']:.2f}{extra}")
+            print(
+                f"  {row['cell']:10s} {shape:12s} {row['impl']:20s} {row.get('setting', '')} "
+                f"{row['fwd_ms']:.2f} / {row['bwd_ms']:.2f}{extra}"
+            )
         else:
-            print(f"  {row['cell']:10s} {shape:12s} {row['impl']:20s} {row.get('setting', '')} {row['status']}: {row['reason'][:120]}")
+            print(
+                f"  {row['cell']:10s} {shape:12s} {row['impl']:20s} {row.get('setting', '')} {row['status']}: {row['reason'][:120]}"
+            )
     return 0
 
 

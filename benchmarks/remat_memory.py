@@ -71,14 +71,21 @@ def main(argv=None) -> int:
                 row["fwdbwd_ms"] = statistics.median(times)
             rows.append(row)
     device = jax.devices()[0]
-    result = {"device": f"{device.device_kind} ({device.platform})", "jax": jax.__version__, "cell": "lstm",
-              "batch": args.batch, "hidden": args.hidden, "rows": rows,
-              "state_bytes": args.batch * args.hidden * 4, "method": "XLA temp_size_in_bytes of jit(grad)"}
+    result = {
+        "device": f"{device.device_kind} ({device.platform})",
+        "jax": jax.__version__,
+        "cell": "lstm",
+        "batch": args.batch,
+        "hidden": args.hidden,
+        "rows": rows,
+        "state_bytes": args.batch * args.hidden * 4,
+        "method": "XLA temp_size_in_bytes of jit(grad)",
+    }
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "remat_memory.json").write_text(json.dumps(result, indent=1))
     print(f"LSTM B={args.batch} H={args.hidden} on {result['device']}: XLA temporaries of fwd+bwd (MiB)")
-    print("| T | no remat | remat = sqrt(T) | remat = %d |" % args.fixed)
+    print(f"| T | no remat | remat = sqrt(T) | remat = {args.fixed} |")
     print("|---|---|---|---|")
     for steps in dict.fromkeys(r["steps"] for r in rows):
         here = [r for r in rows if r["steps"] == steps]

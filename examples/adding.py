@@ -70,8 +70,10 @@ def main(steps=1000, length=100, out=None):
     for name, model in models.items():
         start = time.perf_counter()
         test_mse, curves[name] = train_model(model, length, steps)
-        print(f"{name:5s}  test MSE {test_mse:.4f}  (baseline {data.ADDING_BASELINE_MSE:.4f}, "
-              f"T={length}, {steps} steps, {time.perf_counter() - start:.0f} s)")
+        print(
+            f"{name:5s}  test MSE {test_mse:.4f}  (baseline {data.ADDING_BASELINE_MSE:.4f}, "
+            f"T={length}, {steps} steps, {time.perf_counter() - start:.0f} s)"
+        )
 
     if out is not None:
         import matplotlib

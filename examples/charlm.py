@@ -46,8 +46,9 @@ def main(steps=500, temperature=0.7, sample_length=300, seed=0):
     model = jr.LSTM(input_size=vocab.size, hidden_size=128)
     head = jr.readout(vocab.size)
     key = jax.random.key(seed)
-    params = train.StreamParams(model.init(jax.random.fold_in(key, 0)),
-                                head.init(jax.random.fold_in(key, 1), model.output_size))
+    params = train.StreamParams(
+        model.init(jax.random.fold_in(key, 0)), head.init(jax.random.fold_in(key, 1), model.output_size)
+    )
     optimizer = train.default_optimizer(1e-2)
     state = train.init_state(params, optimizer, jax.random.fold_in(key, 2))
     train_step = train.make_stream_train_step(model, head, optimizer)
@@ -77,8 +78,10 @@ def main(steps=500, temperature=0.7, sample_length=300, seed=0):
         loss, carry = chunk_loss(state.params, chunk, carry)
         total += float(loss)
     bits = total / len(val_chunks) / math.log(2)  # nats to bits
-    print(f"held-out {bits:.3f} bits per character  (uniform over {vocab.size} characters: "
-          f"{math.log2(vocab.size):.3f}; {steps} steps)")
+    print(
+        f"held-out {bits:.3f} bits per character  (uniform over {vocab.size} characters: "
+        f"{math.log2(vocab.size):.3f}; {steps} steps)"
+    )
 
     @jax.jit
     def sample_step(params, char, carry, key):

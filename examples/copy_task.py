@@ -61,8 +61,10 @@ def main(steps=3000, length=10, delay=20, seed=0):
     loss = float(train.cross_entropy(z, test.targets, test.mask))
     accuracy = float(train.accuracy(z, test.targets, test.mask))
     print(f"test recall cross-entropy {loss:.3f}  (chance {math.log(NUM_SYMBOLS):.3f})")
-    print(f"test recall accuracy {accuracy:.3f}  (chance {1 / NUM_SYMBOLS:.3f}; "
-          f"{length} symbols, delay {delay}, {steps} steps)")
+    print(
+        f"test recall accuracy {accuracy:.3f}  (chance {1 / NUM_SYMBOLS:.3f}; "
+        f"{length} symbols, delay {delay}, {steps} steps)"
+    )
 
 
 if __name__ == "__main__":

@@ -57,10 +57,14 @@ def main(steps=1000, seed=0):
     predicted = jnp.argmax(logits(state.params, test.xs), axis=-1).astype(jnp.int32)
     scores = train.precision_recall_f1(predicted, test.labels, classes)
     confusion = np.asarray(train.confusion_matrix(predicted, test.labels, classes))
-    print(f"test accuracy {float(train.accuracy(predicted, test.labels)):.3f}  (chance {1 / classes:.3f}; "
-          f"{len(test.labels)} images)")
-    print(f"test macro precision {float(scores.precision):.3f}  recall {float(scores.recall):.3f}  "
-          f"F1 {float(scores.f1):.3f}")
+    print(
+        f"test accuracy {float(train.accuracy(predicted, test.labels)):.3f}  (chance {1 / classes:.3f}; "
+        f"{len(test.labels)} images)"
+    )
+    print(
+        f"test macro precision {float(scores.precision):.3f}  recall {float(scores.recall):.3f}  "
+        f"F1 {float(scores.f1):.3f}"
+    )
     print("confusion matrix (rows: true digit, columns: predicted):")
     print("     " + "".join(f"{c:4d}" for c in range(classes)))
     for digit, row in enumerate(confusion):

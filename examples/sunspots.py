@@ -68,8 +68,10 @@ def main(steps=400, out=".", window=20, seed=0):
     test = splits.test
     baseline = data.persistence_rmse(test)
     print(f"best validation RMSE {best:.1f} at step {best_step} of {steps}")
-    print(f"test RMSE {rmse(best_params, test):.1f}  (persistence {baseline:.1f}; "
-          f"{int(test.times[0])}-{int(test.times[-1])}, in sunspots)")
+    print(
+        f"test RMSE {rmse(best_params, test):.1f}  (persistence {baseline:.1f}; "
+        f"{int(test.times[0])}-{int(test.times[-1])}, in sunspots)"
+    )
 
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(test.times, test.scaler.unscale(test.ys), "k.-", label="observed")
