@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 
 import jaxrnn as jr
+from jaxrnn._app.cells import CELLS
 from jaxrnn._kernels import registry as _kernels
 
-CELLS = {"lstm": jr.lstm, "gru": jr.gru, "elman": jr.elman, "layer_norm_lstm": jr.layer_norm_lstm}
 SHAPES = [(8, 64, 32), (1, 257, 16), (5, 33, 128)]
 # TF32 rounds matmul inputs to 10 mantissa bits; BASELINES.md measured 2.6e-4 between
 # TF32 and full float32 gradients on an H100.
@@ -57,9 +57,9 @@ def precision_rows(interpret: bool = False) -> list:
     targets = [target] if target else (["gpu", "tpu"] if interpret else [])
     batch, steps, hidden = PRECISION_SHAPE
     rows = []
-    for name in ("lstm", "gru", "elman"):
+    for name in ("lstm", "gru", "elman_tanh"):
         cell = CELLS[name](hidden)
-        params = cell.init(jax.random.PRNGKey(0), hidden)
+        params = cell.init(jax.random.PRNGKey(0), hidden, jnp.float32)
         xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, hidden), jnp.float32)
         with jax.default_device(jax.devices("cpu")[0]):
             wide = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (params, xs))
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     for name, make in CELLS.items():
         for batch, steps, hidden in SHAPES:
             cell = make(hidden)
-            params = cell.init(jax.random.PRNGKey(0), hidden)
+            params = cell.init(jax.random.PRNGKey(0), hidden, jnp.float32)
             xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, hidden), jnp.float32)
             lengths = jnp.maximum(jnp.arange(batch, dtype=jnp.int32) * (steps // max(batch, 1)), 1).at[0].set(steps)
             for padded in (False, True):

@@ -64,14 +64,14 @@ def train_model(model, length, steps, batch_size=64, learning_rate=1e-2, seed=0)
 def main(steps=1000, length=100, out=None):
     models = {
         "lstm": jr.LSTM(input_size=2, hidden_size=64),
-        "elman": jr.RNN(input_size=2, hidden_size=64),
+        "elman_tanh": jr.RNN(input_size=2, hidden_size=64),
     }
     curves = {}
     for name, model in models.items():
         start = time.perf_counter()
         test_mse, curves[name] = train_model(model, length, steps)
         print(
-            f"{name:5s}  test MSE {test_mse:.4f}  (baseline {data.ADDING_BASELINE_MSE:.4f}, "
+            f"{name:10s}  test MSE {test_mse:.4f}  (baseline {data.ADDING_BASELINE_MSE:.4f}, "
             f"T={length}, {steps} steps, {time.perf_counter() - start:.0f} s)"
         )
 
