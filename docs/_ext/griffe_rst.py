@@ -21,9 +21,6 @@ Markdown, so before the docstrings are parsed this extension rewrites:
   (``w_ih: Array  # [G*H, I] input-to-hidden weights``) gets the comment as its
   docstring: the house style documents NamedTuple fields that way.
 
-``known_warnings`` (an option): substrings of griffe warnings about docstrings that
-are known and not yet fixed; those are logged at INFO level instead of failing the
-strict build. Every other warning still fails it.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
-import logging
 import re
 import textwrap
 import tokenize
@@ -129,28 +125,11 @@ def _trailing_comment(attr: griffe.Attribute) -> Optional[str]:
     return comments[0]
 
 
-class _KnownWarnings(logging.Filter):
-    """Log the listed warnings at INFO level: known docstring problems that the strict build tolerates."""
-
-    def __init__(self, substrings: list) -> None:
-        super().__init__()
-        self.substrings = list(substrings)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.WARNING and any(s in record.getMessage() for s in self.substrings):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg = f"known docstring problem (listed in mkdocs.yml): {record.msg}"
-        return True
-
-
 class RstDocstrings(griffe.Extension):
     """Rewrite the reStructuredText markup of a package's docstrings to Markdown (see the module docstring)."""
 
-    def __init__(self, packages: tuple = ("jaxrnn",), known_warnings: tuple = ()) -> None:
+    def __init__(self, packages: tuple = ("jaxrnn",)) -> None:
         self.packages = tuple(packages)
-        if known_warnings:
-            # mkdocstrings routes griffe's messages to this logger.
-            logging.getLogger("mkdocs.plugins.griffe").addFilter(_KnownWarnings(known_warnings))
 
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         if pkg.name not in self.packages:

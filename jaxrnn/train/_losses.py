@@ -299,7 +299,9 @@ def precision_recall_f1(logits: Array, labels: Array, num_classes: int, mask: Ar
       :class:`PrecisionRecallF1` ``(precision, recall, f1)``; all 0.0 when no entry is valid.
 
     Raises:
-      As :func:`confusion_matrix`.
+      TypeError: ``labels`` are not integers (as :func:`confusion_matrix`).
+      ValueError: bad shapes, or (when not traced) a valid label or prediction outside
+        ``[0, num_classes)`` (as :func:`confusion_matrix`).
 
     Example:
       >>> import jax.numpy as jnp
