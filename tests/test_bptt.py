@@ -15,10 +15,12 @@ LENGTHS = jnp.array([7, 3, 0, 5])
 TOL = {jnp.float32: 1e-5, jnp.float64: 1e-10}
 
 
-# Every cell over lengths x direction in float64; float32 (the same code at its own
-# tolerance) on the case that exercises both.
-BPTT_CASES = [(jnp.float64, padded, reverse) for padded in (False, True) for reverse in (False, True)]
-BPTT_CASES.append((jnp.float32, True, True))
+# Every cell without and with lengths, in float64 and (the same code at its own tolerance)
+# float32. The custom VJP sees lengths only as masks; direction is a reordering outside
+# it (reverse_within, differentiated by JAX), so it rides along with the padded case,
+# where reversing within each length is not a plain flip. The forward values of all four
+# lengths x direction combinations are checked against a Python loop in test_runner.py.
+BPTT_CASES = [(jnp.float64, False, False), (jnp.float64, True, True), (jnp.float32, True, True)]
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
@@ -220,7 +222,7 @@ def test_bptt_under_vmap_over_parameter_sets():
         assert float(jnp.abs(g - w).max()) <= 1e-5 * float(jnp.abs(w).max())
 
 
-@settings(max_examples=12, deadline=None, derandomize=True)
+@settings(max_examples=6, deadline=None, derandomize=True)
 @given(
     name=st.sampled_from(sorted(CELLS)),
     batch=st.integers(1, 3),

@@ -137,10 +137,11 @@ def test_default_dtype_follows_jax(x64, want):
             params = cell.init(jax.random.PRNGKey(0), 3)
             assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(params)} == {jnp.dtype(want)}, name
             assert {leaf.dtype for leaf in cell.initial_state((2,))} == {jnp.dtype(want)}, name
-            # x64 users' float64 inputs run with the default params, without a cast.
-            xs = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 3))
-            ys, _ = jr.rnn(cell, params, xs)
-            assert ys.dtype == want, name
+            if name in ("lstm", "layer_norm_lstm"):  # the fused and the generic loop
+                # x64 users' float64 inputs run with the default params, without a cast.
+                xs = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 3))
+                ys, _ = jr.rnn(cell, params, xs)
+                assert ys.dtype == want, name
         model = jr.LSTM(3, 4, num_layers=2, bidirectional=True)
         assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(model.init(jax.random.PRNGKey(0)))} == {
             jnp.dtype(want)

@@ -7,6 +7,7 @@ import pytest
 from helpers import assert_trees_close
 
 import jaxrnn as jr
+from jaxrnn._core import loop
 
 LENGTHS = jnp.array([6, 2, 4])
 
@@ -125,7 +126,7 @@ def test_time_major_model_layout():
     assert_trees_close((jnp.swapaxes(ys_tm, 0, 1), finals_tm), (ys, finals), rtol=1e-13)
 
 
-def test_models_pass_remat_and_backend_to_every_layer():
+def test_models_pass_remat_and_backend_to_every_layer(monkeypatch):
     model = jr.GRU(input_size=3, hidden_size=6, num_layers=2)
     params = model.init(jax.random.PRNGKey(0), jnp.float32)
     xs = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 3), jnp.float32)
@@ -136,9 +137,20 @@ def test_models_pass_remat_and_backend_to_every_layer():
         return jnp.sum(ys * ys)
 
     want = jax.grad(loss)(params, backend="xla")
-    for kwargs in (dict(remat=2), dict(backend=jr.Pallas(target="gpu", interpret=True))):
-        got = jax.grad(lambda p: loss(p, **kwargs))(params)
-        for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
-            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5)
+    got = jax.grad(lambda p: loss(p, remat=2))(params)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5)
+    # Every layer's time loop gets the strategy (the kernels' numbers are test_backends.py's).
+    seen = []
+
+    def spy(cell, strategy, *args, **kwargs):
+        seen.append(strategy)
+        return run(cell, strategy._replace(backend="xla"), *args, **kwargs)
+
+    run = loop.run
+    monkeypatch.setattr(loop, "run", spy)
+    pallas = jr.Pallas(target="gpu", interpret=True)
+    jax.grad(lambda p: loss(p, remat=2, backend=pallas))(params)
+    assert len(seen) == 2 and all(s.remat == 2 and s.backend == pallas for s in seen)
     with pytest.raises(ValueError, match=r"remat must be a positive int"):
         model.apply(params, xs, remat=0)
