@@ -66,9 +66,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="the LSTM only, small shapes, 3 repeats")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=pathlib.Path, default=None, help="folder for core_choices.json")
+    parser.add_argument("--studies", default="unroll,residuals", help="comma-separated: unroll, residuals")
+    parser.add_argument("--shapes", default=None, help="BxTxH,... (default: 16x1024x256,1x4096x128)")
     args = parser.parse_args(argv)
+    studies = set(args.studies.split(","))
     repeats = 3 if args.quick else args.repeats
     shapes = [(4, 128, 64)] if args.quick else [(16, 1024, 256), (1, 4096, 128)]
+    if args.shapes:
+        shapes = [tuple(int(n) for n in item.split("x")) for item in args.shapes.split(",")]
     unrolls = [1, 4, 16] if args.quick else [1, 2, 4, 8, 16]
 
     rows = []
@@ -76,15 +81,16 @@ def main(argv=None):
         for batch, steps, hidden in shapes:
             cell, params, xs = _problem(cell_name, batch, steps, hidden)
             shape = f"{batch}x{steps}x{hidden}"
-            for unroll in unrolls:
+            for unroll in unrolls if "unroll" in studies else ():
                 t = _time(_grad_fn(cell, unroll=unroll), params, xs, repeats)
                 rows.append({"study": "unroll", "cell": cell_name, "shape": shape, "unroll": unroll, **t})
                 print(f"unroll    {cell_name:5s} {shape:>14s} unroll={unroll:<3d} {t['median_ms']:9.1f} ms")
-            for variant, options in [
+            residual_variants = [
                 ("bptt/states", dict(residuals="states")),
                 ("bptt/gates", dict(residuals="gates")),
                 ("autodiff", dict(grad="autodiff")),
-            ]:
+            ]
+            for variant, options in residual_variants if "residuals" in studies else ():
                 fn = _grad_fn(cell, **options)
                 t = _time(fn, params, xs, repeats)
                 temp = _temp_bytes(fn, params, xs[0])
