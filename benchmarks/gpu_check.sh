@@ -19,7 +19,7 @@ status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/nvidia-smi.csv" 2>&1 || true
 python3 -m benchmarks.device_check --out "$OUT" || status=1
 python3 -m benchmarks.pallas_tune --out "$OUT" --repeats 5 > "$OUT/pallas_tune.txt" 2>&1 || status=1
-python3 -m jaxrnn bench --backend gpu --cells lstm,gru,elman --repeats 5 \
+python3 -m jaxrnn bench --backend gpu --cells lstm,gru,elman_tanh --repeats 5 \
   --shapes 16x4096x256,64x2048x512,1x8192x128,16x4096x64,1x8192x64 --sweep 16x256:1024,16384 \
   --out "$OUT/default" || status=1
 python3 -m jaxrnn bench --backend gpu --precision highest --cells lstm --repeats 5 \
