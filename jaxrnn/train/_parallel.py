@@ -84,8 +84,8 @@ def make_mesh(devices: Devices = "all", *, backend: str | None = None, name: str
         devices this process has.
 
     Example:
-      >>> from jaxrnn.train import _parallel
-      >>> mesh = _parallel.make_mesh(1)
+      >>> from jaxrnn import train
+      >>> mesh = train.make_mesh(1)
       >>> mesh.axis_names, mesh.size
       (('data',), 1)
     """
