@@ -73,3 +73,9 @@ def assert_trees_close(got, want, *, rtol, atol=0.0):
             atol=atol,
             err_msg=jax.tree_util.keystr(path),
         )
+
+
+# A training run small enough for the command-line tests that start it several times:
+# `jaxrnn` followed by these arguments and an --out folder.
+TINY_TRAIN = ["train", "--task", "adding", "--cell", "elman_tanh", "--hidden", "8", "--length", "5"]
+TINY_TRAIN += ["--batch-size", "16", "--steps", "6", "--eval-every", "3"]

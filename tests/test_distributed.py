@@ -15,28 +15,10 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import TINY_TRAIN
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TRAIN = [
-    sys.executable,
-    "-m",
-    "jaxrnn",
-    "train",
-    "--task",
-    "adding",
-    "--cell",
-    "elman_tanh",
-    "--hidden",
-    "8",
-    "--length",
-    "5",
-    "--batch-size",
-    "16",
-    "--steps",
-    "6",
-    "--eval-every",
-    "3",
-]
+TRAIN = [sys.executable, "-m", "jaxrnn", *TINY_TRAIN]
 TIMEOUT = 240
 
 

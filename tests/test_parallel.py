@@ -18,6 +18,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from helpers import TINY_TRAIN
 
 from jaxrnn import train
 from jaxrnn.train import _parallel
@@ -156,23 +157,7 @@ def _losses(run_dir):
     return [(r["step"], r.get("loss", r.get("mse"))) for r in map(json.loads, lines)]
 
 
-TRAIN = [
-    "train",
-    "--task",
-    "adding",
-    "--cell",
-    "elman_tanh",
-    "--hidden",
-    "8",
-    "--length",
-    "5",
-    "--batch-size",
-    "16",
-    "--steps",
-    "6",
-    "--eval-every",
-    "3",
-]
+TRAIN = TINY_TRAIN
 
 
 def _case_cli(out_dir):

@@ -226,9 +226,13 @@ def _split_cell(name, hidden_size, state_type, init, project, project_state, upd
     )
 
 
+def _state_type(kind: str):
+    return LSTMState if kind == "lstm" else HiddenState
+
+
 def _gate_functions(kind: str):
     """``update`` and ``update_bwd`` of a built-in cell from the gate equations of :mod:`jaxrnn._core.gates`."""
-    state_type = LSTMState if kind == "lstm" else HiddenState
+    state_type = _state_type(kind)
 
     def update(state, px: Array, rec: Array):
         h, c, _ = gates.forward(kind, px, rec, state.h, getattr(state, "c", None))
@@ -250,7 +254,7 @@ def _gate_functions(kind: str):
 def _linear_cell(name: str, kind: str, hidden_size: int, bias_init: Callable[[int], Array]) -> Cell:
     """A built-in cell of ``kind`` whose projections are the affine maps of :class:`CellParams`."""
     num_gates = gates.NUM_GATES[kind]
-    state_type = LSTMState if kind == "lstm" else HiddenState
+    state_type = _state_type(kind)
     update, update_bwd = _gate_functions(kind)
     check_input, check_state = _param_checkers(name, num_gates, hidden_size)
 
