@@ -3,6 +3,7 @@
 from jaxrnn._core.cells import Cell as Cell
 from jaxrnn._core.cells import CellParams as CellParams
 from jaxrnn._core.cells import HiddenState as HiddenState
+from jaxrnn._core.cells import LinearRecurrence as LinearRecurrence
 from jaxrnn._core.cells import LayerNormLSTMParams as LayerNormLSTMParams
 from jaxrnn._core.cells import LSTMState as LSTMState
 from jaxrnn._core.cells import Readout as Readout
@@ -12,6 +13,12 @@ from jaxrnn._core.cells import gru as gru
 from jaxrnn._core.cells import layer_norm_lstm as layer_norm_lstm
 from jaxrnn._core.cells import lstm as lstm
 from jaxrnn._core.cells import readout as readout
+from jaxrnn._core.linear_cells import LRUParams as LRUParams
+from jaxrnn._core.linear_cells import LRUState as LRUState
+from jaxrnn._core.linear_cells import MinRNNParams as MinRNNParams
+from jaxrnn._core.linear_cells import lru as lru
+from jaxrnn._core.linear_cells import mingru as mingru
+from jaxrnn._core.linear_cells import minlstm as minlstm
 from jaxrnn._core.models import GRU as GRU
 from jaxrnn._core.models import LSTM as LSTM
 from jaxrnn._core.models import RNN as RNN
@@ -34,7 +41,11 @@ __all__ = [
     "HiddenState",
     "LSTM",
     "LSTMState",
+    "LRUParams",
+    "LRUState",
     "LayerNormLSTMParams",
+    "LinearRecurrence",
+    "MinRNNParams",
     "Pallas",
     "RNN",
     "Readout",
@@ -46,7 +57,10 @@ __all__ = [
     "from_torch",
     "gru",
     "layer_norm_lstm",
+    "lru",
     "lstm",
+    "mingru",
+    "minlstm",
     "readout",
     "rnn",
     "to_torch",

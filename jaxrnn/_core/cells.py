@@ -59,7 +59,11 @@ class Cell(NamedTuple):
     and ``jax.vjp`` of ``update`` where not; any other cell gets ``jax.vjp`` of
     ``step`` inside the same reverse scan. ``name`` names the cell in messages
     and reports (the built-in cells: ``"elman_tanh"``, ``"elman_relu"``,
-    ``"lstm"``, ``"gru"``, ``"layer_norm_lstm"``).
+    ``"lstm"``, ``"gru"``, ``"layer_norm_lstm"``, ``"mingru"``, ``"minlstm"``,
+    ``"lru"``). ``recurrence`` (a :class:`LinearRecurrence`) declares that the
+    state follows :math:`h_t = a_t \odot h_{t-1} + b_t` with ``a_t, b_t`` from the
+    input alone, which lets :func:`jaxrnn.rnn` run the cell as a parallel scan
+    (``solver="parallel"``).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -83,6 +87,41 @@ class Cell(NamedTuple):
     update: Callable[..., Any] | None = None
     update_bwd: Callable[..., Any] | None = None
     name: str = "cell"
+    recurrence: LinearRecurrence | None = None
+
+
+class LinearRecurrence(NamedTuple):
+    r"""A cell's declaration that its state follows a linear recurrence in time.
+
+    .. math::
+        h_t = a_t \odot h_{t-1} + b_t, \qquad y_t = \mathrm{output}(h_t, x_t)
+
+    with ``a_t`` and ``b_t`` functions of the input ``x_t`` alone (real or
+    complex, of the shape of ``h``). The parallel solver of :func:`jaxrnn.rnn`
+    computes all ``a, b`` as one projection, runs the recurrence as an
+    associative scan (depth :math:`O(\log T)`) and its adjoint as a reverse one.
+    The cell's ``step`` must be this recurrence: :func:`linear_step` builds it.
+    """
+
+    coefficients: Callable[..., Any]  # (params, xs [..., I]) -> (a, b), each [..., N], real or complex
+    output: Callable[..., Any]  # (params, h [..., N], xs [..., I]) -> y [..., H]
+    to_state: Callable[..., Any]  # h [..., N] -> the cell's state pytree
+    from_state: Callable[..., Any]  # the cell's state -> h [..., N]
+    # (params, xs) -> (log a, log b) for a cell whose a and b are positive, or None. Given, the
+    # forward pass runs in log space (a cumulative log-sum-exp), as Feng et al. (2024) do for long
+    # sequences; the gradient is the same hand-written reverse scan.
+    log_coefficients: Callable[..., Any] | None = None
+
+
+def linear_step(recurrence: LinearRecurrence) -> Callable[..., Any]:
+    """The ``step(params, state, x) -> (state, y)`` of a cell with this linear ``recurrence``."""
+
+    def step(params, state, x):
+        a, b = recurrence.coefficients(params, x)
+        h = a * recurrence.from_state(state) + b
+        return recurrence.to_state(h), recurrence.output(params, h, x)
+
+    return step
 
 
 class CellParams(NamedTuple):
