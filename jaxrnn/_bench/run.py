@@ -227,6 +227,8 @@ def measure(fn, params, inputs, repeats: int):
 
 
 def problem(cell_name: str, shape: Shape, seed: int = 0):
+    """The cell ``cell_name`` of ``shape.hidden`` units, its float32 params (input size = hidden size) and two
+    ``[B, T, H]`` inputs to time in turn."""
     cell = CELLS[cell_name](shape.hidden)
     params = cell.init(jax.random.PRNGKey(seed), shape.hidden, jnp.float32)
     inputs = [
@@ -349,17 +351,7 @@ def run(plan: Plan, *, progress: Callable | None = None) -> dict:
             progress(f"torch: {len(torch_cases)} cases in a separate process")
         torch_info = _run_torch_rows(plan, torch_cases, torch_arrays, references, rows, tol)
     return {
-        "date": datetime.date.today().isoformat(),
-        "device": {
-            "platform": device.platform,
-            "kind": device.device_kind,
-            "count": len(jax.devices(plan.backend)),
-            "host": platform.machine(),
-            "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(),
-        },
-        "versions": versions(),
-        "flags": {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
+        **environment(plan.backend),
         "precision": PRECISIONS[plan.precision],
         "loss": "sum(h**2) over all outputs; fwd+bwd = loss and gradient of all weights and inputs",
         "input_size": "equal to hidden size",
@@ -433,6 +425,24 @@ def _run_torch_rows(plan, cases, arrays, references, rows, tol) -> dict:
             }
         )
     return {k: v for k, v in result.items() if k != "cases"}
+
+
+def environment(backend: str) -> dict:
+    """The date, device, versions and XLA flags of a run on ``backend``: the head of every result JSON."""
+    device = jax.devices(backend)[0]
+    return {
+        "date": datetime.date.today().isoformat(),
+        "device": {
+            "platform": device.platform,
+            "kind": device.device_kind,
+            "count": len(jax.devices(backend)),
+            "host": platform.machine(),
+            "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(),
+        },
+        "versions": versions(),
+        "flags": {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
+    }
 
 
 def cpu_name() -> str:

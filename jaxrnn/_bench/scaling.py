@@ -21,9 +21,7 @@ of the program on each device).
 from __future__ import annotations
 
 import datetime
-import os
 import pathlib
-import platform
 import sys
 from collections.abc import Callable
 
@@ -141,19 +139,8 @@ def run(
                             error = bench.relative_error(canonical, reference)
                             row.update(rel_error=error, status="ok" if error <= tolerance else "wrong")
                         rows.append(row)
-    device = jax.devices(backend)[0]
     return {
-        "date": datetime.date.today().isoformat(),
-        "device": {
-            "platform": device.platform,
-            "kind": device.device_kind,
-            "count": len(jax.devices(backend)),
-            "host": platform.machine(),
-            "cpu": bench.cpu_name(),
-            "cpu_count": os.cpu_count(),
-        },
-        "versions": bench.versions(),
-        "flags": {"XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")},
+        **bench.environment(backend),
         "precision": bench.PRECISIONS[precision],
         "loss": "sum(h**2) over all outputs; fwd+bwd = loss and gradient of all weights, batch split over the "
         "devices, weights replicated",
