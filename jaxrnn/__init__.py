@@ -3,8 +3,8 @@
 from jaxrnn._core.cells import Cell as Cell
 from jaxrnn._core.cells import CellParams as CellParams
 from jaxrnn._core.cells import HiddenState as HiddenState
-from jaxrnn._core.cells import LinearRecurrence as LinearRecurrence
 from jaxrnn._core.cells import LayerNormLSTMParams as LayerNormLSTMParams
+from jaxrnn._core.cells import LinearRecurrence as LinearRecurrence
 from jaxrnn._core.cells import LSTMState as LSTMState
 from jaxrnn._core.cells import Readout as Readout
 from jaxrnn._core.cells import ReadoutParams as ReadoutParams

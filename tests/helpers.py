@@ -39,7 +39,7 @@ def loop_rnn(cell, params, xs, state=None):
     for t in range(xs.shape[0]):
         state, y = cell.step(params, state, xs[t])
         ys.append(y)
-    ys = jnp.stack(ys) if ys else jnp.zeros((0, cell.hidden_size), state.h.dtype)
+    ys = jnp.stack(ys) if ys else jnp.zeros((0, cell.hidden_size), jax.tree_util.tree_leaves(state)[0].dtype)
     return ys, state
 
 

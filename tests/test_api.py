@@ -22,9 +22,13 @@ PUBLIC = [
     "CellParams",
     "GRU",
     "HiddenState",
+    "LRUParams",
+    "LRUState",
     "LSTM",
     "LSTMState",
     "LayerNormLSTMParams",
+    "LinearRecurrence",
+    "MinRNNParams",
     "Pallas",
     "RNN",
     "Readout",
@@ -36,7 +40,10 @@ PUBLIC = [
     "from_torch",
     "gru",
     "layer_norm_lstm",
+    "lru",
     "lstm",
+    "mingru",
+    "minlstm",
     "readout",
     "rnn",
     "to_torch",
@@ -65,10 +72,12 @@ def test_rnn_signature_is_pinned():
         "residuals",
         "remat",
         "backend",
+        "solver",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[4:])
     assert params["grad"].default == "bptt" and params["reverse"].default is False
     assert params["backend"].default == "auto" and params["remat"].default is None
+    assert params["solver"].default is None
 
 
 @pytest.mark.parametrize("name", PUBLIC)
@@ -217,7 +226,7 @@ def test_train_command_takes_a_users_csv_series(tmp_path):
         (["train", "--task", "nope"], "jaxrnn train: error: unknown task 'nope'"),
         (
             ["train", "--task", "adding", "--cell", "rnn", "--out", "unused"],
-            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, got 'rnn'",
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, mingru, minlstm, lru, got 'rnn'",
         ),
     ],
 )

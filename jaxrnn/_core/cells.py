@@ -39,7 +39,7 @@ Array = jax.Array
 
 
 class Cell(NamedTuple):
-    """A recurrent cell as a NamedTuple of pure functions.
+    r"""A recurrent cell as a NamedTuple of pure functions.
 
     The protocol that :func:`jaxrnn.rnn` relies on is the first four fields; any
     object with them (a class, a NamedTuple, a module) works as a cell:

@@ -22,6 +22,11 @@ and the hand-written gradient:
 
 :func:`dispatch` picks the :class:`Steps` implementation:
 
+- :class:`ParallelSteps` (``solver="parallel"``): a cell that declares a linear
+  recurrence :math:`h_t = a_t h_{t-1} + b_t`, run as an associative scan
+  (:mod:`jaxrnn._kernels.associative`, split along time under a sequence mesh
+  axis); its reverse is the adjoint recurrence
+  :math:`\lambda_t = g_t + a_{t+1} \lambda_{t+1}`, a reverse associative scan;
 - :class:`CellSteps`, generic: the cell's own ``project`` / ``project_state`` /
   ``update`` with ``update_bwd`` (``jax.vjp`` of ``update`` where the cell has no
   hand-written reverse), or ``jax.vjp`` of ``step`` for a cell that is not split;
@@ -44,7 +49,7 @@ from jax import lax
 from jaxrnn._core.cells import HiddenState, LSTMState, builtin_kind
 from jaxrnn._core.masking import reverse_within, select, step_masks, truncation_cut, zero_where_masked
 from jaxrnn._core.strategy import Strategy
-from jaxrnn._kernels import registry, sharding
+from jaxrnn._kernels import associative, registry, sharding
 
 tree_map = jax.tree_util.tree_map
 
@@ -272,13 +277,91 @@ class KernelSteps(NamedTuple):
         return d_px, d_rec, d_state0, None, states_prev
 
 
+class ParallelSteps(NamedTuple):
+    r"""A cell with a :class:`jaxrnn.LinearRecurrence` run as an associative scan over time.
+
+    ``px`` is ``(a, b, xs)``: the recurrence's coefficients of all steps (their
+    logarithms for a log-space cell), one projection, and the inputs (for
+    ``output``). The reverse pass is the adjoint recurrence, itself linear:
+    with :math:`g_t` the cotangent reaching :math:`h_t` from the output (and the
+    final state), :math:`\lambda_t = g_t + 	ilde a_{t+1} \lambda_{t+1}` where
+    :math:`	ilde a_t` is :math:`a_t` (1 on a skipped step, 0 where ``truncate``
+    cuts), run as a reverse associative scan; then :math:`\delta b_t = \lambda_t`,
+    :math:`\delta a_t = \lambda_t h_{t-1}` (times :math:`a_t`, :math:`b_t` for the
+    logarithms) and :math:`\delta h_0 = 	ilde a_0 \lambda_0`, elementwise over
+    all steps. As everywhere in JAX, complex cotangents are transposes, not
+    conjugates.
+    """
+
+    cell: Any
+    strategy: Strategy
+
+    def project(self, params, xs):
+        recurrence = self.cell.recurrence
+        coefficients = recurrence.log_coefficients or recurrence.coefficients
+        a, b = coefficients(params, xs)
+        return a, b, xs
+
+    def project_state(self, params, states):
+        raise TypeError("the parallel solver has no recurrent projection: its reverse returns no d_rec")
+
+    def needs_px(self) -> bool:
+        return True
+
+    def forward(self, params, state, px, mask):
+        """``(ys, final, hs)``: every state ``hs [T, B, N]`` is the residual."""
+        recurrence = self.cell.recurrence
+        a, b, xs = px
+        h0 = recurrence.from_state(state)
+        if recurrence.log_coefficients is not None:
+            # A skipped step: log a = 0 and log b the most negative half-float, whose exp is 0 like
+            # -inf's but whose log-sum-exp stays differentiable (all -inf would give NaN gradients).
+            tiny = jnp.full_like(b, jnp.finfo(b.dtype).min / 2)
+            hs = associative.log_linear_scan(select(mask, a, jnp.zeros_like(a)), select(mask, b, tiny), h0)
+        else:
+            hs = associative.linear_scan(select(mask, a, jnp.ones_like(a)), zero_where_masked(mask, b), h0)
+        ys = zero_where_masked(mask, recurrence.output(params, hs, xs))
+        return ys, recurrence.to_state(hs[-1]), hs
+
+    def backward(self, params, state, px, residual, mask, d_ys, d_final):
+        recurrence, truncate = self.cell.recurrence, self.strategy.truncate
+        hs = residual
+        a, b, xs = px
+        log_space = recurrence.log_coefficients is not None
+        if log_space:
+            a, b = jnp.exp(a), jnp.exp(b)
+        _, output_vjp = jax.vjp(recurrence.output, params, hs, xs)
+        d_params, g, d_xs = output_vjp(zero_where_masked(mask, d_ys))
+        _, to_state_vjp = jax.vjp(recurrence.to_state, hs[-1])
+        g = g.at[-1].add(to_state_vjp(d_final)[0])
+
+        carry = select(mask, a, jnp.ones_like(a))  # what multiplies h_(t-1) in h_t
+        if truncate is not None:
+            cut = truncation_cut(jnp.arange(a.shape[0]), truncate).reshape((-1,) + (1,) * (a.ndim - 1))
+            carry = jnp.where(cut, jnp.zeros_like(carry), carry)
+        carry_next = jnp.concatenate([carry[1:], jnp.zeros_like(carry[:1])], axis=0)
+        lam = associative.linear_scan(carry_next, g, jnp.zeros_like(g[0]), reverse=True)
+
+        h0 = recurrence.from_state(state)
+        h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+        d_a, d_b = zero_where_masked(mask, (lam * h_prev, lam))
+        if log_space:
+            d_a, d_b = d_a * a, d_b * b
+        _, from_state_vjp = jax.vjp(recurrence.from_state, state)
+        (d_state0,) = from_state_vjp(carry[0] * lam[0])
+        return (d_a, d_b, d_xs), None, d_state0, d_params, None
+
+
 def dispatch(cell, strategy: Strategy) -> Steps:
     """The step implementation that runs ``cell`` under ``strategy``: the one place that chooses.
 
-    A built-in cell (with its own functions) runs on a fused kernel: the XLA scan
+    The parallel solver runs a linear-recurrence cell as an associative scan. A
+    built-in cell (with its own functions) runs on a fused kernel: the XLA scan
     kernel, or the Pallas kernel the strategy names. Every other cell, and the
     autodiff reference, runs on the cell's own functions.
     """
+    if strategy.solver == "parallel":
+        return ParallelSteps(cell, strategy)
     kind = builtin_kind(cell)
     if strategy.grad == "autodiff" or kind is None:
         return CellSteps(cell, strategy)
@@ -328,8 +411,11 @@ def _run_sequence(steps: Steps, params, state, xs, lengths):
     """One pass over time-major ``xs [T, B, I]``: ``(ys, final_state)``."""
     if steps.strategy.grad == "bptt":
         return _bptt(steps, params, state, xs, lengths)
-    assert isinstance(steps, CellSteps), "the autodiff reference runs the cell's own functions"
     mask = step_masks(lengths, xs.shape[0])
+    if isinstance(steps, ParallelSteps):  # JAX differentiates the associative scan itself
+        ys, final, _ = steps.forward(params, state, steps.project(params, xs), mask)
+        return ys, final
+    assert isinstance(steps, CellSteps), "the autodiff reference runs the cell's own functions"
     ys, final, _ = steps.forward(params, state, steps.project(params, xs), mask, cut_gradients=True)
     return ys, final
 

@@ -124,6 +124,7 @@ class StackedRNN:
         residuals: str = "gates",
         remat: int | None = None,
         backend: Any = "auto",
+        solver: str | None = None,
     ) -> tuple:
         """Run the stack.
 
@@ -134,8 +135,8 @@ class StackedRNN:
           key: PRNG key for dropout; without it dropout is off (evaluation).
           state: initial states with the structure of :meth:`initial_state`; zeros if None.
           time_major: override the model's ``time_major``.
-          grad, truncate, unroll, residuals, remat, backend: as in :func:`jaxrnn.rnn`,
-            for every layer.
+          grad, truncate, unroll, residuals, remat, backend, solver: as in
+            :func:`jaxrnn.rnn`, for every layer.
 
         Returns:
           ``(ys, finals)``: ``ys [B, T, output_size]`` and a tuple over layers of final
@@ -165,6 +166,7 @@ class StackedRNN:
             residuals=residuals,
             remat=remat,
             backend=backend,
+            solver=solver,
         )
         finals = []
         inputs = xs

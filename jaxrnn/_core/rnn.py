@@ -35,6 +35,7 @@ def rnn(
     residuals: str = "gates",
     remat: int | None = None,
     backend: Any = "auto",
+    solver: str | None = None,
 ) -> tuple[Any, Any]:
     r"""Run ``cell`` over a batch of sequences.
 
@@ -93,6 +94,15 @@ def rnn(
         ``grad="bptt"``), a :class:`Pallas` with explicit settings, or ``"auto"``
         (default): the kernel only where a committed device benchmark measured it
         faster, else XLA.
+      solver: how the forward pass covers time. ``"sequential"``: a scan, step by
+        step (any cell). ``"parallel"``: an associative scan of the linear
+        recurrence :math:`h_t = a_t \odot h_{t-1} + b_t` that a cell declares
+        (:func:`mingru`, :func:`minlstm`, :func:`lru`), depth :math:`O(\log T)`,
+        with a hand-written reverse scan for ``grad="bptt"``; under a mesh with
+        an axis named ``"sequence"`` (``jax.set_mesh``) time is split over its
+        devices. None (default): ``"parallel"`` for a cell that declares a linear
+        recurrence under ``grad="bptt"``, else ``"sequential"`` (so
+        ``grad="autodiff"`` stays the plain scan, the reference).
 
     Returns:
       ``(ys, final_state)``: ``ys [B, T, H]`` (``[T, B, H]`` time-major, ``[T, H]``
@@ -105,7 +115,9 @@ def rnn(
         the wrong shape or out of range, a state that does not match the cell,
         unknown ``grad``, ``residuals`` or ``backend``, non-positive ``truncate``,
         ``unroll`` or ``remat``, ``remat`` not a multiple of ``truncate``, a Pallas
-        backend that cannot run the call (the message says why).
+        backend that cannot run the call (the message says why), an unknown
+        ``solver``, ``solver="parallel"`` for a cell without a linear recurrence
+        or under a sequence mesh axis that does not divide T.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -128,7 +140,9 @@ def rnn(
         residuals=residuals,
         unroll=unroll,
         backend=backend,
+        solver=solver,
         batch=batch_shape[0] if batch_shape else 1,
+        num_steps=xs_tm.shape[0],
         w_dtype=w_dtype,
         xs_dtype=xs_tm.dtype,
     )
@@ -154,10 +168,11 @@ def check_bptt(
     time_major: bool = False,
     truncate: int | None = None,
     residuals: str = "gates",
+    solver: str | None = None,
     rtol: float | None = None,
     seed: int = 0,
 ) -> float:
-    """Check that ``grad="bptt"`` gives the gradients of ``grad="autodiff"`` for a cell.
+    """Check that ``grad="bptt"`` gives the gradients of ``grad="autodiff"`` (the plain scan) for a cell.
 
     Both gradients are taken of the same random linear function of the outputs
     and the final state, with respect to ``params``, ``xs`` and the initial state.
@@ -197,16 +212,16 @@ def check_bptt(
         treedef, [jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
     )
 
-    def loss(grad_mode):
+    def loss(grad_mode, solver):
         def f(p, s, x):
-            out = rnn(cell, p, x, s, grad=grad_mode, **kwargs)
+            out = rnn(cell, p, x, s, grad=grad_mode, solver=solver, **kwargs)
             terms = jax.tree_util.tree_map(lambda o, w: jnp.sum(o * w), out, weights)
             return sum(jax.tree_util.tree_leaves(terms))
 
         return jax.jit(jax.grad(f, argnums=(0, 1, 2)))
 
-    got = loss("bptt")(params, state, xs)
-    want = loss("autodiff")(params, state, xs)
+    got = loss("bptt", solver)(params, state, xs)
+    want = loss("autodiff", "sequential")(params, state, xs)
     if rtol is None:
         rtol = 1e-10 if xs.dtype == jnp.float64 else 1e-5
     worst = 0.0

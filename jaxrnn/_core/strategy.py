@@ -1,7 +1,7 @@
 """How a run covers time and is differentiated: one frozen value, resolved in one place.
 
 The keyword arguments of :func:`jaxrnn.rnn` (``grad``, ``truncate``, ``remat``,
-``residuals``, ``unroll``, ``backend``) are the user's shorthand. :func:`resolve`
+``residuals``, ``unroll``, ``backend``, ``solver``) are the user's shorthand. :func:`resolve`
 turns them into one :class:`Strategy`, refusing invalid combinations with a
 message that names the fix, and the time loop (:mod:`jaxrnn._core.loop`) reads
 only that value. As with diffrax's adjoints, a strategy carries its options.
@@ -18,12 +18,12 @@ import jax.numpy as jnp
 
 from jaxrnn._core.cells import builtin_kind
 from jaxrnn._core.checks import check_positive_int
-from jaxrnn._kernels import registry
+from jaxrnn._kernels import registry, sharding
 from jaxrnn._kernels.registry import Pallas
 
 GRAD_MODES = ("bptt", "autodiff")
 RESIDUALS = ("states", "gates")
-SOLVERS = ("sequential",)
+SOLVERS = ("sequential", "parallel")
 BACKENDS = ("auto", "xla", "pallas")
 
 # lax.scan unroll by backend. CPU: measured in benchmarks/NOTES.md ("unroll on CPU").
@@ -56,7 +56,7 @@ class Strategy(NamedTuple):
     remat: int | None = None  # recompute chunks of this many steps in the backward pass, or None
     residuals: str = "gates"  # what the forward keeps for the reverse: "gates" | "states"
     unroll: int | bool = 1  # lax.scan unroll of the sequential loops
-    solver: str = "sequential"  # how the forward covers time
+    solver: str = "sequential"  # how the forward covers time: "sequential" (a scan) | "parallel" (associative scan)
     backend: str | Pallas = "xla"  # the kernel of a sequential loop: "xla" or a Pallas with its target
 
 
@@ -71,13 +71,11 @@ def check_backend(backend) -> str | Pallas:
     raise ValueError(f"backend must be one of {BACKENDS} or a jr.Pallas(...), got {backend!r}.")
 
 
-def _check_options(grad, truncate, remat, residuals, unroll, solver):
+def _check_options(grad, truncate, remat, residuals, unroll):
     if grad not in GRAD_MODES:
         raise ValueError(f"grad must be one of {GRAD_MODES}, got {grad!r}.")
     if residuals not in RESIDUALS:
         raise ValueError(f"residuals must be one of {RESIDUALS}, got {residuals!r}.")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
     truncate = check_positive_int(truncate, "truncate", allow_none=True)
     remat = check_positive_int(remat, "remat", allow_none=True)
     if remat is not None and truncate is not None and remat % truncate:
@@ -90,6 +88,55 @@ def _check_options(grad, truncate, remat, residuals, unroll, solver):
     elif not isinstance(unroll, bool):
         unroll = check_positive_int(unroll, "unroll")
     return truncate, remat, unroll
+
+
+def _cell_name(cell) -> str:
+    return getattr(cell, "name", type(cell).__name__)
+
+
+def _resolve_solver(solver, cell, grad: str, truncate, remat, backend, num_steps: int) -> str:
+    """``"sequential"`` or ``"parallel"``; None picks the parallel scan for a linear-recurrence cell under BPTT.
+
+    The autodiff reference stays the plain sequential scan unless the parallel
+    solver is asked for by name.
+    """
+    linear = getattr(cell, "recurrence", None) is not None
+    if solver is None:
+        solver = "parallel" if linear and grad == "bptt" else "sequential"
+    elif not isinstance(solver, str) or solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS} or None, got {solver!r}.")
+    if solver == "sequential":
+        return solver
+    if not linear:
+        raise ValueError(
+            f"solver='parallel' needs a cell that declares a linear recurrence h_t = a_t*h_(t-1) + b_t "
+            f"(cell.recurrence, as jr.mingru, jr.minlstm and jr.lru do); the {_cell_name(cell)} cell declares none. "
+            f"Use solver='sequential' (or None)."
+        )
+    if grad == "autodiff" and truncate is not None:
+        raise ValueError(
+            "truncate with solver='parallel' needs grad='bptt' (its hand-written reverse scan cuts the "
+            "gradient); grad='autodiff' differentiates the associative scan, which has no cut points."
+        )
+    if backend not in ("auto", "xla"):
+        raise ValueError(
+            f"backend={backend!r} runs a sequential step loop; solver='parallel' runs an associative scan "
+            f"in XLA. Use backend='auto' with it, or solver='sequential' with this backend."
+        )
+    devices = sharding.sequence_devices()
+    if devices > 1:
+        if num_steps % devices:
+            raise ValueError(
+                f"xs has {num_steps} time steps, which the mesh axis {sharding.SEQUENCE_AXIS!r} of "
+                f"{devices} devices does not divide: the parallel solver splits time into equal chunks. "
+                f"Pad xs to {-(-num_steps // devices) * devices} steps (and pass lengths) or change the mesh."
+            )
+        if remat is not None:
+            raise ValueError(
+                f"remat={remat} with solver='parallel' under the mesh axis {sharding.SEQUENCE_AXIS!r}: the "
+                f"time axis is already split over {devices} devices, each holding T/{devices} steps; drop remat."
+            )
+    return solver
 
 
 def _dtype_problem(w_dtype, xs_dtype) -> str | None:
@@ -162,25 +209,33 @@ def resolve(
     remat: int | None = None,
     residuals: str = "gates",
     unroll: int | bool | None = None,
-    solver: str = "sequential",
+    solver: str | None = None,
     backend: str | Pallas = "auto",
     batch: int = 1,
+    num_steps: int = 1,
     w_dtype=jnp.float32,
     xs_dtype=jnp.float32,
 ) -> Strategy:
     """The :class:`Strategy` of one call of :func:`jaxrnn.rnn`, every option checked.
 
     ``batch``, ``w_dtype`` and ``xs_dtype`` (of the call's inputs) decide whether a
-    kernel can run it.
+    kernel can run it; ``num_steps`` (T) whether the ambient mesh can split time.
 
     Raises:
       ValueError: an unknown ``grad``, ``residuals``, ``solver`` or ``backend``; a
         non-positive ``truncate``, ``remat`` or ``unroll``; ``remat`` not a
         multiple of ``truncate``; a Pallas backend with ``grad="autodiff"``,
-        ``residuals="states"`` or a call it cannot run (the message says why).
+        ``residuals="states"`` or a call it cannot run (the message says why);
+        ``solver="parallel"`` for a cell without a linear recurrence, with a
+        kernel backend, with ``truncate`` under ``grad="autodiff"``, or under a
+        sequence mesh axis that does not divide T or with ``remat``.
     """
-    truncate, remat, unroll = _check_options(grad, truncate, remat, residuals, unroll, solver)
-    backend = _resolve_backend(check_backend(backend), cell, grad, residuals, batch, w_dtype, xs_dtype)
+    truncate, remat, unroll = _check_options(grad, truncate, remat, residuals, unroll)
+    backend = check_backend(backend)
+    solver = _resolve_solver(solver, cell, grad, truncate, remat, backend, num_steps)
+    backend = (
+        _resolve_backend(backend, cell, grad, residuals, batch, w_dtype, xs_dtype) if solver == "sequential" else "xla"
+    )
     return Strategy(
         grad=grad, truncate=truncate, remat=remat, residuals=residuals, unroll=unroll, solver=solver, backend=backend
     )

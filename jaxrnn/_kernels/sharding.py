@@ -48,3 +48,24 @@ def per_batch_shard(fn: Callable, args: tuple, batch_axes: tuple, out_batch_axes
     outs = jax.eval_shape(fn, *args)
     out_specs = tuple(None if o is None else spec(o, axis) for o, axis in zip(outs, out_batch_axes))
     return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(*args)
+
+
+SEQUENCE_AXIS = "sequence"  # the mesh axis that the time axis is split over by the parallel solver
+
+
+def _ambient_axis_sizes() -> dict:
+    get = getattr(jax.sharding, "get_abstract_mesh", None)
+    mesh = get() if get is not None else None
+    if mesh is None:
+        return {}
+    return dict(zip(tuple(getattr(mesh, "axis_names", ())), tuple(getattr(mesh, "axis_sizes", ()))))
+
+
+def sequence_devices() -> int:
+    """How many devices the ambient mesh splits time over: the size of its :data:`SEQUENCE_AXIS` (1 without)."""
+    return int(_ambient_axis_sizes().get(SEQUENCE_AXIS, 1))
+
+
+def sequence_mesh():
+    """The ambient mesh when it has a :data:`SEQUENCE_AXIS` of size > 1, else None."""
+    return jax.sharding.get_abstract_mesh() if sequence_devices() > 1 else None
