@@ -162,7 +162,11 @@ def test_bad_size_lists_name_the_item(text, message, capsys):
             "unknown cell 'elman' in 'lstm,elman'; choose from lstm, gru, elman_tanh, elman_relu, layer_norm_lstm",
         ),
         ("gru,gru", "cell 'gru' appears twice in 'gru,gru'"),
-        (" ", "expected a comma-separated list of cells (lstm, gru, elman_tanh, elman_relu, layer_norm_lstm)"),
+        (
+            " ",
+            "expected a comma-separated list of cells (lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, mingru, "
+            "minlstm, lru)",
+        ),
     ],
 )
 def test_bad_cells_name_the_item(capsys, text, message):

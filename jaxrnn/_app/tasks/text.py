@@ -1,8 +1,8 @@
 """A user's labelled texts from a CSV file of ``label,text`` rows: ``jaxrnn train --task text --data FILE``.
 
 Characters one-hot, sequences padded to the longest (at most ``length``
-characters) and run with ``lengths``, the class read from the last layer's hidden
-state after each text's last character; accuracy, macro F1 and a confusion matrix.
+characters) and run with ``lengths``, the class read from the last layer's output
+at each text's last character; accuracy, macro F1 and a confusion matrix.
 The file is read with :func:`jaxrnn.data.load_csv_labelled_text`, whose
 ``ValueError``s name the file and the line; ``build`` lets them through.
 """
@@ -104,8 +104,11 @@ def build(config: dict) -> Setup:
 
     def forward(params, batch):
         xs = jax.nn.one_hot(batch["ids"], input_size, dtype=DTYPE)
-        _, finals = rnn.apply(params.rnn, xs, batch["lengths"])
-        return head.apply(params.head, finals[-1].h)  # the last layer's state after each text's last step
+        ys, _ = rnn.apply(params.rnn, xs, batch["lengths"])
+        # The output at each text's last character: the hidden state for the gated cells,
+        # a readout of the state for others (lru), so not a field of the final state.
+        last = jnp.take_along_axis(ys, batch["lengths"][:, None, None] - 1, axis=1)[:, 0]
+        return head.apply(params.head, last)
 
     def loss_fn(params, batch, rng):
         return train.cross_entropy(forward(params, batch), batch["labels"]), {}
