@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import jaxrnn as jr
+from jaxrnn._app import cells
 from jaxrnn._app.cli import main
 from jaxrnn._bench import run as _bench
 
@@ -98,6 +100,42 @@ def _check_bfloat16_rows_against_a_float32_reference(out):
     # jaxrnn carries bfloat16 inputs in float32, so it stays much closer to the reference.
     assert 0.0 < rows["jaxrnn-bptt"]["rel_error"] < 1e-2
     assert all(r["status"] == "ok" for r in data["rows"])
+
+
+def _mingru_with_a_wrong_parallel_form(hidden_size):
+    """A minGRU whose declared recurrence halves ``a``: its step (the sequential solver) is right, the parallel wrong."""
+    cell = jr.mingru(hidden_size)
+    recurrence = cell.recurrence
+
+    def coefficients(params, xs):
+        a, b = recurrence.coefficients(params, xs)
+        return 0.5 * a, b
+
+    return cell._replace(recurrence=recurrence._replace(coefficients=coefficients))
+
+
+def test_parallel_suite_checks_each_row_before_timing_it(tmp_path, monkeypatch, capsys):
+    """``jaxrnn bench --suite parallel``, tiny: a wrong parallel form is reported and left untimed.
+
+    (A correct linear cell's row: tests/test_notebook.py runs the suite on minlstm.)
+    """
+    monkeypatch.setitem(cells.CELLS, "mingru", _mingru_with_a_wrong_parallel_form)
+    out = tmp_path / "parallel"
+    argv = ["--cells", "mingru,gru", "--lengths", "16", "--batches", "2", "--hidden", "8", "--repeats", "1"]
+    assert main(["bench", "--suite", "parallel", *argv, "--out", str(out)]) == 0
+    data = json.loads((out / "parallel.json").read_text())
+    assert data["suite"] == "parallel" and (data["lengths"], data["batches"], data["hidden"]) == ([16], [2], 8)
+    wrong, gru = data["rows"]
+    assert (wrong["impl"], gru["impl"]) == ("mingru (parallel)", "gru (sequential)")
+    assert wrong["status"] == "wrong" and wrong["rel_error"] > 0.1 and "fwdbwd" not in wrong
+    assert gru["status"] == "ok" and gru["rel_error"] < 1e-5 and gru["check_steps"] == 16
+    assert gru["fwdbwd"]["min_ms"] <= gru["fwdbwd"]["median_ms"] <= gru["fwdbwd"]["max_ms"]
+    assert gru["peak_bytes"] > 0 and (gru["batch"], gru["steps"], gru["hidden"]) == (2, 16, 8)
+    assert gru["speedup_vs_gru"] == 1.0 and "speedup_vs_gru" not in wrong
+    table = (out / "parallel.md").read_text()
+    assert table.count("| 2 × 16 | **wrong** (err") == 2  # in the time table and in the speedup table
+    assert [p.name for p in out.glob("*.png")] == ["parallel_B2.png"]
+    assert table in capsys.readouterr().out
 
 
 def test_quick_plan_sweeps_three_lengths():
@@ -213,6 +251,18 @@ def test_relative_error_is_per_array_and_relative():
         (["--impls", "keras"], "got 'keras'"),
         (["--precision", "tf16"], "invalid choice: 'tf16'"),
         (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+        (
+            ["--suite", "parallel", "--lengths", "1024,0"],
+            "--lengths: expected positive integers separated by commas, e.g. 1024,4096, got '1024,0'",
+        ),
+        (["--suite", "parallel", "--solvers", "fast"], "--solvers: expected a comma-separated list of parallel"),
+        (["--suite", "parallel", "--hidden", "0"], "--hidden must be at least 1, got 0"),
+        (
+            ["--suite", "parallel", "--shapes", "2x8x8"],
+            "--shapes do not apply to --suite parallel; it takes --batches, --hidden, --lengths, --solvers",
+        ),
+        (["--batches", "1"], "--batches do not apply to --suite peers"),
+        (["--devices", "2", "--suite", "parallel"], "--devices measures scaling over devices"),
     ],
 )
 def test_bench_command_rejects_bad_options(capsys, args, message):

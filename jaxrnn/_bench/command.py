@@ -1,12 +1,24 @@
-"""The options of ``jaxrnn bench``, and which study it runs: the peers, or scaling with ``--devices``."""
+"""The options of ``jaxrnn bench`` and the study it runs: the peers, the parallel suite or, with ``--devices``, scaling."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
+import sys
+
+import jax
 
 from jaxrnn._app import cells, options
-from jaxrnn._bench import run, scaling
+from jaxrnn._bench import parallel, run, scaling
+
+SUITES = ("peers", "parallel")
+# The options that only some studies take: the scaling study is --devices.
+_STUDY_OPTIONS = {
+    "peers": {"--shapes", "--sweep", "--impls"},
+    "scaling": {"--shapes"},
+    "parallel": {"--lengths", "--batches", "--hidden", "--solvers"},
+}
 
 
 def _comma_list(choices):
@@ -24,11 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn bench`` to ``parser``."""
     impls = list(run.ALL_IMPLS)
     parser.add_argument(
+        "--suite",
+        choices=SUITES,
+        default="peers",
+        help="peers: jaxrnn against flax, cuDNN and PyTorch (default); parallel: the linear-recurrence "
+        "cells with solver='parallel' against jaxrnn's sequential GRU and LSTM, fwd+bwd against T "
+        "(options --lengths, --batches, --hidden, --solvers)",
+    )
+    parser.add_argument(
         "--cells",
         type=options.argument_type(cells.parse_cells),
-        default=list(run.DEFAULT_CELLS),
+        default=None,
         metavar="CELL,...",
-        help=f"cells to measure, of {', '.join(cells.CELLS)} (default {','.join(run.DEFAULT_CELLS)})",
+        help=f"cells to measure, of {', '.join(cells.CELLS)} (default {','.join(run.DEFAULT_CELLS)}; "
+        f"with --suite parallel {','.join(parallel.DEFAULT_CELLS)})",
     )
     parser.add_argument(
         "--shapes",
@@ -72,6 +93,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder for bench.json, bench.md and plots (default ./bench-BACKEND-DATE)",
     )
+    sizes = "comma-separated, default per backend; --suite parallel only"
+    for option, metavar, what in (("--lengths", "T,...", "sequence lengths"), ("--batches", "B,...", "batch sizes")):
+        parser.add_argument(
+            option,
+            type=options.argument_type(functools.partial(parallel.parse_sizes, name=option)),
+            default=None,
+            metavar=metavar,
+            help=f"{what} ({sizes})",
+        )
+    parser.add_argument(
+        "--hidden", type=int, default=None, metavar="H", help="hidden size = input size (--suite parallel only)"
+    )
+    parser.add_argument(
+        "--solvers",
+        type=options.argument_type(parallel.parse_solvers),
+        default=None,
+        metavar="SOLVER,...",
+        help="solvers of the linear-recurrence cells: parallel (default), sequential (--suite parallel only)",
+    )
     options.add_parallel_arguments(
         parser,
         what="instead of the comparison with the peers, how jaxrnn's fwd+bwd "
@@ -80,7 +120,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """``jaxrnn bench`` with ``args`` parsed by ``parser`` (which reports a bad ``--repeats``); the exit code."""
+    """``jaxrnn bench`` with ``args`` parsed by ``parser`` (which reports a bad option); the exit code."""
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
-    return scaling.main(args) if args.devices is not None else run.main(args)
+    if args.hidden is not None and args.hidden < 1:
+        parser.error(f"--hidden must be at least 1, got {args.hidden}")
+    given = {option for option in set().union(*_STUDY_OPTIONS.values()) if getattr(args, option[2:]) is not None}
+    if args.devices is not None and args.suite != "peers":
+        parser.error(f"--devices measures scaling over devices; it does not combine with --suite {args.suite}")
+    mine = _STUDY_OPTIONS["scaling" if args.devices is not None else args.suite]
+    if given - mine:
+        what = "--devices" if args.devices is not None else f"--suite {args.suite}"
+        parser.error(f"{', '.join(sorted(given - mine))} do not apply to {what}; it takes {', '.join(sorted(mine))}")
+    if args.cells is None:
+        args.cells = list(parallel.DEFAULT_CELLS if args.suite == "parallel" else run.DEFAULT_CELLS)
+    if args.devices is not None:
+        return scaling.main(args)
+    args.backend = args.backend or jax.default_backend()
+    try:
+        jax.devices(args.backend)
+    except RuntimeError as e:
+        print(f"jaxrnn bench: error: --backend {args.backend}: no such device here ({e})", file=sys.stderr)
+        return 2
+    return parallel.main(args) if args.suite == "parallel" else run.main(args)

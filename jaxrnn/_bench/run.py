@@ -554,40 +554,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict, out: pathlib.Path) -> list:
-    """PNG per cell: tokens/s and peak memory against T over the sweep, one line per implementation."""
+def plot_against_length(
+    result: dict, out: pathlib.Path, figures: dict, *, value: Callable[[dict], float], ylabel: str
+) -> list:
+    """A PNG per entry of ``figures`` (file name -> (title, rows)): ``value(row)`` and the fwd+bwd memory
+    against T, log-log, one line per implementation (dashed where a row is wrong); returns the paths."""
     if options.missing(("matplotlib",)):  # a bare device image; the JSON and table are still written
         print(f"jaxrnn bench: matplotlib is not installed, so no plots ({options.EXTRA})", file=sys.stderr)
         return []
     plt = plotting.pyplot()
-
-    sweep = {tuple(int(v) for v in s.split("x")) for s in result["sweep"]}
     files = []
-    for cell in dict.fromkeys(r["cell"] for r in result["rows"]):
-        rows = [
-            r
-            for r in result["rows"]
-            if r["cell"] == cell and (r["batch"], r["steps"], r["hidden"]) in sweep and r["status"] != "failed"
-        ]
-        if not rows:
-            continue
-        fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, (title, rows) in figures.items():
+        fig, (ax_value, ax_mem) = plt.subplots(1, 2, figsize=(11, 4))
         for impl in dict.fromkeys(r["impl"] for r in rows):
             mine = sorted((r for r in rows if r["impl"] == impl), key=lambda r: r["steps"])
             style = dict(marker="o", linestyle="--" if any(r["status"] == "wrong" for r in mine) else "-")
             label = impl + (" (wrong)" if style["linestyle"] == "--" else "")
-            ax_speed.plot([r["steps"] for r in mine], [r["tokens_per_s"] for r in mine], label=label, **style)
+            ax_value.plot([r["steps"] for r in mine], [value(r) for r in mine], label=label, **style)
             mem = [(r["steps"], r["peak_bytes"] / 2**20) for r in mine if r.get("peak_bytes")]
             if mem:
                 ax_mem.plot(*zip(*mem), label=label, **style)
-        b, h = rows[0]["batch"], rows[0]["hidden"]
-        ax_speed.set(
-            xscale="log",
-            yscale="log",
-            xlabel="sequence length T",
-            ylabel="tokens/s (fwd+bwd)",
-            title=f"{cell}, batch {b}, hidden {h}",
-        )
+        ax_value.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel=ylabel, title=title)
         ax_mem.set(
             xscale="log",
             yscale="log",
@@ -595,11 +582,27 @@ def plot(result: dict, out: pathlib.Path) -> list:
             ylabel="peak memory, MiB (fwd+bwd)",
             title=f"{result['device']['kind']}, {result['date']}",
         )
-        ax_speed.legend(fontsize=8)
+        ax_value.legend(fontsize=8)
         ax_mem.legend(fontsize=8)
         fig.tight_layout()
-        files.append(out / plotting.save_figure(fig, out, f"sweep_{cell}.png", dpi=110))
+        files.append(out / plotting.save_figure(fig, out, name, dpi=110))
     return files
+
+
+def plot(result: dict, out: pathlib.Path) -> list:
+    """PNG per cell: tokens/s and peak memory against T over the sweep, one line per implementation."""
+    sweep = {tuple(int(v) for v in s.split("x")) for s in result["sweep"]}
+    figures = {}
+    for cell in dict.fromkeys(r["cell"] for r in result["rows"]):
+        rows = [
+            r
+            for r in result["rows"]
+            if r["cell"] == cell and (r["batch"], r["steps"], r["hidden"]) in sweep and r["status"] != "failed"
+        ]
+        if rows:
+            title = f"{cell}, batch {rows[0]['batch']}, hidden {rows[0]['hidden']}"
+            figures[f"sweep_{cell}.png"] = (title, rows)
+    return plot_against_length(result, out, figures, value=lambda r: r["tokens_per_s"], ylabel="tokens/s (fwd+bwd)")
 
 
 def write(
@@ -620,13 +623,8 @@ def _progress_bar():
 
 
 def main(args) -> int:
-    """``jaxrnn bench`` with parsed ``args`` (see ``jaxrnn bench --help``): the comparison with the peers."""
-    backend = args.backend or jax.default_backend()
-    try:
-        jax.devices(backend)
-    except RuntimeError as e:
-        print(f"jaxrnn bench: error: --backend {backend}: no such device here ({e})", file=sys.stderr)
-        return 2
+    """``jaxrnn bench`` with parsed ``args`` (see ``jaxrnn bench --help``; ``args.backend`` checked): the peers."""
+    backend = args.backend
     defaults = default_plan(backend, quick=args.quick)
     plan = Plan(
         cells=tuple(args.cells),
