@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The prepared device run: one call on a GPU machine, meant to take under 5 minutes
+# The prepared device run: one call on a GPU machine, meant to take under 8 minutes
 # (not yet run on a device: the sessions so far had none).
 #   1. correctness on the device: hand-written BPTT against autodiff, and the gradient
 #      error of every backend and precision mode (XLA, Pallas "highest" and "fast")
 #      against float64;
 #   2. the Pallas kernels' launch settings (block_batch x num_warps) against the XLA scan;
 #   3. the benchmark table against cuDNN (PyTorch and jax.experimental.rnn) and flax, at
-#      the backend default precision (TF32) and for LSTM at full float32 and in bfloat16.
+#      the backend default precision (TF32) and for LSTM at full float32 and in bfloat16;
+#   4. the parallel suite: mingru, minlstm and lru with solver="parallel" against jaxrnn's
+#      sequential GRU and LSTM, H=128, B=1 and 16, T=1024 to 65536 (each row checked first
+#      against the sequential scan's jax.grad; estimated 2-3 minutes, most of it the
+#      sequential rows at T=65536).
 # Usage, from the repository root (no install needed):
 #   OUT=/some/dir bash benchmarks/gpu_check.sh
-# Results: $OUT/device_check.json, $OUT/pallas_tune.json, $OUT/{default,highest,bf16}/bench.{json,md}, plots.
+# Results: $OUT/device_check.json, $OUT/pallas_tune.json, $OUT/{default,highest,bf16}/bench.{json,md},
+# $OUT/parallel/parallel.{json,md}, plots.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -26,5 +31,8 @@ python3 -m jaxrnn bench --backend gpu --precision highest --cells lstm --repeats
   --shapes 16x4096x256,1x8192x128,1x8192x64 --sweep 16x256:4096 --out "$OUT/highest" || status=1
 python3 -m jaxrnn bench --backend gpu --precision bf16 --cells lstm,gru --repeats 5 \
   --shapes 16x4096x128,1x8192x128 --sweep 16x128:4096 --out "$OUT/bf16" || status=1
-cat "$OUT/pallas_tune.txt" "$OUT/default/bench.md" "$OUT/highest/bench.md" "$OUT/bf16/bench.md" 2>/dev/null
+python3 -m jaxrnn bench --backend gpu --suite parallel --lengths 1024,4096,16384,65536 --batches 1,16 \
+  --hidden 128 --repeats 5 --out "$OUT/parallel" || status=1
+cat "$OUT/pallas_tune.txt" "$OUT/default/bench.md" "$OUT/highest/bench.md" "$OUT/bf16/bench.md" \
+  "$OUT/parallel/parallel.md" 2>/dev/null
 exit $status

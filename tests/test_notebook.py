@@ -29,6 +29,7 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "JAXRNN_BENCH_ARGS", "--quick --cells elman_tanh --shapes 2x16x8 --sweep 2x8:16 --impls jaxrnn-bptt --repeats 1"
     )
+    monkeypatch.setenv("JAXRNN_PARALLEL_ARGS", "--cells minlstm --lengths 16 --batches 2 --hidden 8 --repeats 1")
     monkeypatch.setenv("JAXRNN_STEPS", "10")
     monkeypatch.setenv("JAXRNN_TRAIN_ARGS", "--length 10 --hidden 8 --eval-every 5")
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
@@ -43,12 +44,15 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     bench = json.loads((tmp_path / "bench-cpu" / "bench.json").read_text())
     assert {(r["impl"], r["status"]) for r in bench["rows"]} == {("jaxrnn-autodiff", "ok"), ("jaxrnn-bptt", "ok")}
     assert (tmp_path / "bench-cpu" / "sweep_elman_tanh.png").exists()
+    parallel = json.loads((tmp_path / "bench-parallel-cpu" / "parallel.json").read_text())
+    assert [(r["impl"], r["status"], r["steps"]) for r in parallel["rows"]] == [("minlstm (parallel)", "ok", 16)]
     summary = json.loads((tmp_path / "runs" / "adding-lstm" / "summary.json").read_text())
     assert summary["status"] == "done" and summary["steps"] == 10
     assert "done after 10 steps" in outputs and "predicting the mean: 0.1667" in outputs
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) == 2  # the sweep's plot and the training curves
-    assert f"the benchmark results are in {tmp_path / 'bench-cpu'}" in outputs  # no google.colab here
+    assert len(images) == 3  # the sweep's plot, the parallel suite's and the training curves
+    folders = f"{tmp_path / 'bench-cpu'} and {tmp_path / 'bench-parallel-cpu'}"
+    assert f"the benchmark results are in {folders}" in outputs  # no google.colab here
 
 
 def test_colab_badge_opens_this_notebook():
