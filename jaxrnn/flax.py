@@ -3,7 +3,10 @@
 The wrappers hold the model's parameters in flax's containers and call
 :meth:`jaxrnn.StackedRNN.apply`, so a flax model gets jaxrnn's hand-written BPTT
 (or, with ``grad="autodiff"``, the plain scan) and the same outputs as the pure
-functions for the same parameters. Import this submodule explicitly
+functions for the same parameters. Any stack works, whatever its cells
+(``jaxrnn.StackedRNN(cells=(jaxrnn.mingru(8),), input_size=4)`` as well as
+``jaxrnn.LSTM(...)``): the wrappers hold whatever pytree ``model.init``
+returns. Import this submodule explicitly
 (``import jaxrnn.flax``). Works with flax 0.10.7 (the last release for Python
 3.10) and newer.
 """
@@ -78,6 +81,7 @@ class Recurrent(nnx.Module):
         residuals: str = "gates",
         remat: int | None = None,
         backend: Any = "auto",
+        solver: str | None = None,
     ) -> tuple:
         """Run the stack on ``xs``.
 
@@ -88,7 +92,7 @@ class Recurrent(nnx.Module):
             zeros if None.
           rngs: draws the dropout key from its ``dropout`` stream; without it
             dropout is off (evaluation).
-          grad, truncate, unroll, residuals, remat, backend: as in :func:`jaxrnn.rnn`.
+          grad, truncate, unroll, residuals, remat, backend, solver: as in :func:`jaxrnn.rnn`.
 
         Returns:
           ``(ys, finals)`` of :meth:`jaxrnn.StackedRNN.apply`.
@@ -106,6 +110,7 @@ class Recurrent(nnx.Module):
             residuals=residuals,
             remat=remat,
             backend=backend,
+            solver=solver,
         )
 
 
@@ -118,7 +123,7 @@ class LinenRecurrent(nn.Module):
 
     Attributes:
       model: the stack, e.g. ``jaxrnn.LSTM(input_size, hidden_size, ...)``.
-      grad, truncate, unroll, residuals, remat, backend: as in :func:`jaxrnn.rnn`.
+      grad, truncate, unroll, residuals, remat, backend, solver: as in :func:`jaxrnn.rnn`.
       param_dtype: dtype of the parameters; None: JAX's default float.
 
     Example:
@@ -141,6 +146,7 @@ class LinenRecurrent(nn.Module):
     residuals: str = "gates"
     remat: int | None = None
     backend: Any = "auto"
+    solver: str | None = None
     param_dtype: Any = None
 
     @nn.compact
@@ -179,4 +185,5 @@ class LinenRecurrent(nn.Module):
             residuals=self.residuals,
             remat=self.remat,
             backend=self.backend,
+            solver=self.solver,
         )
