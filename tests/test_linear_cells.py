@@ -9,12 +9,14 @@ in NumPy (float64), a Python loop over ``cell.step``, the sequential scan and
 import re
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import loop_rnn_padded
 
 import jaxrnn as jr
+from jaxrnn._kernels import associative
 
 INPUT, HIDDEN, STATE = 3, 4, 5
 
@@ -161,15 +163,63 @@ def test_jit_and_vmap_of_the_parallel_solver():
     _assert_trees_close(mapped, batched, rtol=1e-12, atol=1e-13)
 
 
-def test_the_default_solver_is_the_associative_scan_for_linear_cells_only():
-    """No sequential loop in the program of a linear cell; a scan for GRU and for the autodiff reference."""
+def _scan_bodies(jaxpr) -> list:
+    """The jaxprs of every ``scan`` in ``jaxpr``, nested ones included."""
+    bodies = []
+    for eqn in jaxpr.eqns:
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            if eqn.primitive.name == "scan":
+                bodies.append(sub)
+            bodies.extend(_scan_bodies(sub))
+    return bodies
+
+
+def test_the_parallel_solver_is_the_default_for_linear_cells_only(monkeypatch):
+    """Its program has no matmul in a loop (CPU: an in-order elementwise scan) or no loop at all (associative)."""
     cell, params, xs, _ = _make("mingru")
-    program = lambda c, p, **kw: str(jax.make_jaxpr(lambda x: jr.rnn(c, p, x, **kw))(xs))
-    assert " scan[" not in program(cell, params) and " while[" not in program(cell, params)
-    assert " scan[" in program(cell, params, solver="sequential")
-    assert " scan[" in program(cell, params, grad="autodiff")
     gru = jr.gru(HIDDEN)
-    assert " scan[" in program(gru, gru.init(jax.random.PRNGKey(0), INPUT))
+
+    def loops(c, p, **kw):
+        jaxpr = jax.make_jaxpr(jax.grad(lambda x: jnp.sum(jr.rnn(c, p, x, **kw)[0])))(xs).jaxpr
+        return ["dot_general" in str(body) for body in _scan_bodies(jaxpr)]
+
+    assert loops(cell, params) and not any(loops(cell, params))  # the CPU's method: no matmul inside
+    assert any(loops(cell, params, solver="sequential")) and any(loops(cell, params, grad="autodiff"))
+    assert any(loops(gru, gru.init(jax.random.PRNGKey(0), INPUT)))
+    monkeypatch.setattr(associative, "_DEFAULT_METHOD", {})
+    assert associative.default_method() == "associative" and loops(cell, params) == []
+
+
+@pytest.mark.parametrize("method", associative.METHODS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_both_evaluation_orders_equal_a_python_loop(method, reverse):
+    rng = np.random.default_rng(0)
+    a, b, h0 = (
+        jnp.asarray(v) for v in (rng.uniform(0.1, 1, (37, 3, 4)), rng.normal(size=(37, 3, 4)), rng.normal(size=(3, 4)))
+    )
+    want, h = [None] * 37, h0
+    for t in reversed(range(37)) if reverse else range(37):
+        h = want[t] = a[t] * h + b[t]
+    got = associative.linear_scan(a, b, h0, reverse=reverse, method=method)
+    np.testing.assert_allclose(np.asarray(got), np.stack(want), rtol=1e-12, atol=1e-13)
+    if not reverse:
+        log_got = associative.log_linear_scan(jnp.log(a), jnp.log(jnp.abs(b)), h0, method=method)
+        h, log_want = h0, []
+        for t in range(37):
+            h = a[t] * h + jnp.abs(b[t])
+            log_want.append(h)
+        np.testing.assert_allclose(np.asarray(log_got), np.stack(log_want), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["mingru_log", "lru"])
+def test_the_associative_evaluation_end_to_end(name, monkeypatch):
+    """What GPUs and TPUs run (lax.associative_scan), through jr.rnn, against the sequential reference."""
+    monkeypatch.setattr(associative, "_DEFAULT_METHOD", {})
+    cell, params, xs, state = _make(name)
+    kwargs = OPTIONS["lengths_reverse_truncate_states"]
+    got = _value_and_grads(cell, params, xs, state, **kwargs)
+    want = _value_and_grads(cell, params, xs, state, solver="sequential", grad="autodiff", **kwargs)
+    _assert_trees_close(got, want, rtol=1e-9, atol=1e-11)
 
 
 def test_check_bptt_on_a_linear_cell():

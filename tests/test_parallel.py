@@ -239,19 +239,23 @@ def _case_sequence(out_dir):
     from jax.sharding import PartitionSpec as P
 
     import jaxrnn as jr
+    from jaxrnn._kernels import associative
 
     flat = lambda tree: [np.asarray(a, np.float64).ravel().tolist() for a in jax.tree_util.tree_leaves(tree)]
     lengths = jnp.array([16, 9, 0, 13], jnp.int32)
     xs = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 3), jnp.float32)
     cells = {"mingru": jr.mingru(8), "lru": jr.lru(8, state_size=6)}
     result = {}
-    # Each cell both ways, and forward and reverse scans on each mesh shape.
-    for name, reverse, shape in (
-        ("mingru", False, (8,)),
-        ("mingru", True, (2, 4)),
-        ("lru", True, (8,)),
-        ("lru", False, (2, 4)),
-    ):
+    # Each cell both ways, forward and reverse scans on each mesh shape, each evaluation order
+    # inside a chunk (the CPU's in-order scan and the accelerators' associative scan).
+    cases = (
+        ("mingru", False, (8,), "sequential"),
+        ("mingru", True, (2, 4), "associative"),
+        ("lru", True, (8,), "associative"),
+        ("lru", False, (2, 4), "sequential"),
+    )
+    for name, reverse, shape, method in cases:
+        associative._DEFAULT_METHOD["cpu"] = method
         cell = cells[name]
         params = cell.init(jax.random.PRNGKey(0), 3, jnp.float32)
 
@@ -276,6 +280,7 @@ def _case_sequence(out_dir):
             "shard_maps": jaxpr.count("shard_map"),
             "local_chunk": chunk in jaxpr,
             "all_gathers": lowered.compile().as_text().count("all-gather"),
+            "loops": jaxpr.count(" scan["),
         }
     mesh = jax.make_mesh((8,), ("sequence",), axis_types=(jax.sharding.AxisType.Auto,))
     cell = jr.mingru(8)
@@ -441,6 +446,10 @@ def _check_sequence(result):
         # Forward and reverse scans split along time: a chunk of T / devices steps on each device,
         # and only the chunk summaries gathered across devices.
         assert case["shard_maps"] >= 2 and case["local_chunk"] and case["all_gathers"] >= 2
+    # The only loops of the associative cases compose the devices' summaries, forward and reverse;
+    # the in-order cases scan their chunks too.
+    assert result["mingru_reverse_2x4"]["loops"] == result["lru_reverse_8"]["loops"] == 2
+    assert result["mingru_forward_8"]["loops"] == result["lru_forward_2x4"]["loops"] == 4
 
 
 @pytest.fixture(autouse=True)

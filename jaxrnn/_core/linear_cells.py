@@ -302,9 +302,12 @@ def lru(
     def coefficients(params: LRUParams, xs: Array):
         _check_projection("lru", params.b_re, n, hidden_size, xs, field="b_re")
         dtype = carry_dtype(params.b_re.dtype)
-        gamma = jnp.exp(params.gamma_log.astype(dtype))
-        scale = gamma.reshape((1,) * (xs.ndim - 1) + (n,))
-        b = lax.complex(_matmul_t(xs, params.b_re) * scale, _matmul_t(xs, params.b_im) * scale)
+        # One matmul for both parts, with gamma folded into the weights: XLA:CPU ran the two
+        # separate products and their scaling (and their transposes) 3-5x slower (benchmarks/NOTES.md).
+        gamma = jnp.exp(params.gamma_log.astype(dtype))[:, None]
+        w = jnp.concatenate([params.b_re.astype(dtype) * gamma, params.b_im.astype(dtype) * gamma], axis=0)
+        k = _matmul_t(xs, w.astype(params.b_re.dtype))
+        b = lax.complex(k[..., :n], k[..., n:])
         lam = jnp.exp(lax.complex(-jnp.exp(params.nu_log.astype(dtype)), jnp.exp(params.theta_log.astype(dtype))))
         return jnp.broadcast_to(lam, b.shape), b
 
@@ -314,7 +317,9 @@ def lru(
                 f"params.c_re has shape {params.c_re.shape}, but the lru cell with hidden_size={hidden_size} "
                 f"and state_size={n} expects {(hidden_size, n)}."
             )
-        return _matmul_t(jnp.real(h), params.c_re) - _matmul_t(jnp.imag(h), params.c_im) + _matmul_t(xs, params.d)
+        # Re(C h) + D x as one matmul: [Re h, Im h, x] @ [C_re, -C_im, D]^T.
+        w = jnp.concatenate([params.c_re, -params.c_im, params.d], axis=1)
+        return _matmul_t(jnp.concatenate([jnp.real(h), jnp.imag(h), xs.astype(jnp.real(h).dtype)], axis=-1), w)
 
     recurrence = LinearRecurrence(
         coefficients=coefficients,

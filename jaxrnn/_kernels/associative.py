@@ -3,7 +3,11 @@ r"""Linear recurrences :math:`h_t = a_t \odot h_{t-1} + b_t` as associative scan
 The pairs :math:`(a, b)` compose associatively,
 :math:`(a_1, b_1) \bullet (a_2, b_2) = (a_1 a_2,\ a_2 b_1 + b_2)`, so
 ``lax.associative_scan`` computes every :math:`h_t` in :math:`O(\log T)` depth
-(Blelloch, 1990). Under a mesh with a :data:`jaxrnn._kernels.sharding.SEQUENCE_AXIS`
+(Blelloch, 1990). That is how GPUs and TPUs evaluate it. On the CPU an in-order
+``lax.scan`` of the elementwise update is faster (a few cores have no width to
+spend the associative scan's extra passes over memory on: 32 ms against 148 ms
+for ``T=65536, B=1, H=128``, ``benchmarks/NOTES.md``), so :func:`default_method`
+picks it there; both give the same states. Under a mesh with a :data:`jaxrnn._kernels.sharding.SEQUENCE_AXIS`
 of size ``P``, the time axis is split into ``P`` chunks: each device scans its
 chunk from a zero state, the ``P`` chunk summaries (the composed pair of each
 chunk, ``[P, B, N]``) are gathered, each device composes the summaries before
@@ -20,6 +24,16 @@ from jax.sharding import PartitionSpec as P
 
 from jaxrnn._kernels import sharding
 
+METHODS = ("associative", "sequential")
+# The evaluation order by platform, measured (benchmarks/NOTES.md, "parallel solver on the CPU");
+# the associative scan elsewhere.
+_DEFAULT_METHOD = {"cpu": "sequential"}
+
+
+def default_method() -> str:
+    """How :func:`linear_scan` evaluates a recurrence on the default backend: ``"associative"`` or ``"sequential"``."""
+    return _DEFAULT_METHOD.get(jax.default_backend(), "associative")
+
 
 def _combine(earlier, later):
     a1, b1 = earlier
@@ -27,13 +41,33 @@ def _combine(earlier, later):
     return a1 * a2, a2 * b1 + b2
 
 
-def _local_scan(a, b, h0, reverse: bool):
-    first = -1 if reverse else 0
-    b = b.at[first].add(a[first] * h0)
-    return lax.associative_scan(_combine, (a, b), reverse=reverse, axis=0)[1]
+def _prefixes(a, b, reverse: bool, method: str):
+    """``(A, B)``: the pairs composed from the start of axis 0 (from its end with ``reverse``) to each step."""
+    if method == "associative":
+        return lax.associative_scan(_combine, (a, b), reverse=reverse, axis=0)
+
+    def step(carry, ab):
+        carry = _combine(carry, ab)
+        return carry, carry
+
+    init = (jnp.ones_like(a[0]), jnp.zeros_like(b[0]))
+    return lax.scan(step, init, (a, b), reverse=reverse)[1]
 
 
-def _split_over_time(a, b, h0, reverse: bool):
+def _local_scan(a, b, h0, reverse: bool, method: str):
+    if method == "associative":
+        first = -1 if reverse else 0
+        b = b.at[first].add(a[first] * h0)
+        return lax.associative_scan(_combine, (a, b), reverse=reverse, axis=0)[1]
+
+    def step(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    return lax.scan(step, h0, (a, b), reverse=reverse)[1]
+
+
+def _split_over_time(a, b, h0, reverse: bool, method: str):
     """:func:`linear_scan` with the time axis split over the ambient mesh's sequence axis."""
     mesh = sharding.sequence_mesh()
     size = sharding.sequence_devices()
@@ -47,7 +81,7 @@ def _split_over_time(a, b, h0, reverse: bool):
     spec_h = P(*([batch] if a.ndim > 2 else []), *([None] * (h0.ndim - 1)))
 
     def local(a, b, h0):
-        prefix_a, prefix_b = lax.associative_scan(_combine, (a, b), reverse=reverse, axis=0)
+        prefix_a, prefix_b = _prefixes(a, b, reverse, method)
         end = 0 if reverse else -1
         summary_a = lax.all_gather(prefix_a[end], sharding.SEQUENCE_AXIS)
         summary_b = lax.all_gather(prefix_b[end], sharding.SEQUENCE_AXIS)
@@ -66,7 +100,7 @@ def _split_over_time(a, b, h0, reverse: bool):
     )
 
 
-def linear_scan(a, b, h0, *, reverse: bool = False):
+def linear_scan(a, b, h0, *, reverse: bool = False, method: str | None = None):
     r"""All states of :math:`h_t = a_t \odot h_{t-1} + b_t` (axis 0 is time), from :math:`h_{-1} = h_0`.
 
     With ``reverse``, time runs backwards: :math:`h_t = a_t \odot h_{t+1} + b_t`
@@ -75,16 +109,19 @@ def linear_scan(a, b, h0, *, reverse: bool = False):
     Args:
       a, b: ``[T, *shape]``, real or complex, of one dtype.
       h0: ``[*shape]``.
+      method: ``"associative"`` (``lax.associative_scan``, depth O(log T)) or
+        ``"sequential"`` (an in-order ``lax.scan``); None: :func:`default_method`.
 
     Returns:
       ``h [T, *shape]``. Under a mesh with a sequence axis, split along time.
     """
+    method = default_method() if method is None else method
     if sharding.sequence_mesh() is not None:
-        return _split_over_time(a, b, h0, reverse)
-    return _local_scan(a, b, h0, reverse)
+        return _split_over_time(a, b, h0, reverse, method)
+    return _local_scan(a, b, h0, reverse, method)
 
 
-def log_linear_scan(log_a, log_b, h0):
+def log_linear_scan(log_a, log_b, h0, *, method: str | None = None):
     r""":func:`linear_scan` for positive ``a = exp(log_a)``, ``b = exp(log_b)``, evaluated in log space.
 
     .. math::
@@ -92,11 +129,13 @@ def log_linear_scan(log_a, log_b, h0):
         \qquad a^*_t = \sum_{r \le t} \log a_r
 
     (Feng et al., 2024: a cumulative sum and a cumulative log-sum-exp). ``h_0``
-    may have any sign. Under a mesh with a sequence axis it runs as
-    :func:`linear_scan` on ``exp(log_a), exp(log_b)``, whose chunk summaries
-    compose across devices.
+    may have any sign. With the ``"sequential"`` method (the CPU's default) and
+    under a mesh with a sequence axis it runs as :func:`linear_scan` on
+    ``exp(log_a), exp(log_b)``: an in-order scan multiplies no long products, so
+    it needs no logarithms, and chunk summaries compose across devices.
     """
-    if sharding.sequence_mesh() is not None:
-        return linear_scan(jnp.exp(log_a), jnp.exp(log_b), h0)
+    method = default_method() if method is None else method
+    if method == "sequential" or sharding.sequence_mesh() is not None:
+        return linear_scan(jnp.exp(log_a), jnp.exp(log_b), h0, method=method)
     a_star = jnp.cumsum(log_a, axis=0)
     return jnp.exp(a_star) * h0[None] + jnp.exp(a_star + lax.cumlogsumexp(log_b - a_star, axis=0))
