@@ -97,8 +97,10 @@ def rnn(
       solver: how the forward pass covers time. ``"sequential"``: a scan, step by
         step (any cell). ``"parallel"``: an associative scan of the linear
         recurrence :math:`h_t = a_t \odot h_{t-1} + b_t` that a cell declares
-        (:func:`mingru`, :func:`minlstm`, :func:`lru`), depth :math:`O(\log T)`,
-        with a hand-written reverse scan for ``grad="bptt"``; under a mesh with
+        (:func:`mingru`, :func:`minlstm`, :func:`lru`): the gates of all steps
+        as one projection, the recurrence as ``lax.associative_scan`` (depth
+        :math:`O(\log T)`; on the CPU an in-order elementwise scan, measured
+        faster there), with a hand-written reverse scan for ``grad="bptt"``; under a mesh with
         an axis named ``"sequence"`` (``jax.set_mesh``) time is split over its
         devices. None (default): ``"parallel"`` for a cell that declares a linear
         recurrence under ``grad="bptt"``, else ``"sequential"`` (so
