@@ -31,7 +31,7 @@ import math
 import pathlib
 import sys
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -114,37 +114,35 @@ def _canonical(loss, grads) -> dict:
     return {**out, "xs": np.asarray(d_xs, np.float64), "loss": np.asarray(loss, np.float64)}
 
 
-class _Functions(NamedTuple):
-    """The jitted fwd+bwd of one row kind and of its reference (each traced once per shape)."""
+class _Row(NamedTuple):
+    """One row kind: its weights and jitted fwd+bwd, and its reference's (each traced once per shape)."""
 
+    params: Any  # float32, as jaxrnn bench's peers suite makes them (the same for every B and T)
     timed: Callable  # the row's solver, grad="bptt"
     reference: Callable  # the sequential scan, grad="autodiff"
 
 
-def functions(cell_name: str, solver: str, hidden: int) -> _Functions:
-    """The fwd+bwd of the ``cell_name`` cell with ``solver``, and its reference."""
+def row_kind(cell_name: str, solver: str, hidden: int) -> _Row:
+    """The ``cell_name`` cell of ``hidden`` units with ``solver``: params, fwd+bwd and its reference."""
     cell = CELLS[cell_name](hidden)
-    return _Functions(loss_and_grad(cell, solver), loss_and_grad(cell, "sequential", "autodiff"))
+    params = cell.init(jax.random.PRNGKey(0), hidden, jnp.float32)
+    return _Row(params, loss_and_grad(cell, solver), loss_and_grad(cell, "sequential", "autodiff"))
 
 
-def _problem(cell_name: str, shape: Shape, precision: str):
-    """Params and inputs as timed, and params and one input as the float32 reference gets them."""
-    _, params, inputs = bench.problem(cell_name, shape)
-    reference = (params, inputs[0])
-    if precision == "bf16":  # every row gets the same rounded numbers; the reference gets them in float32
-        params, inputs = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), (params, inputs))
-        reference = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), (params, inputs[0]))
-    return params, inputs, reference
+def _cast(precision: str, tree):
+    """``tree`` as timed: bfloat16 at ``--precision bf16`` (the reference gets the same numbers in float32)."""
+    return jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), tree) if precision == "bf16" else tree
 
 
-def check(fns: _Functions, cell_name: str, shape: Shape, precision: str) -> float:
-    """Relative error of a row's loss and gradients against its reference's, at ``shape``."""
-    params, inputs, (ref_params, ref_xs) = _problem(cell_name, shape, precision)
-    got = _canonical(*fns.timed(params, inputs[0]))
-    return bench.relative_error(got, _canonical(*fns.reference(ref_params, ref_xs)))
+def check(kind: _Row, xs, precision: str) -> float:
+    """Relative error of a row's loss and gradients against its reference's, on the inputs ``xs``."""
+    params, xs = _cast(precision, (kind.params, xs))
+    got = _canonical(*kind.timed(params, xs))
+    as_f32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), (params, xs))
+    return bench.relative_error(got, _canonical(*kind.reference(*as_f32)))
 
 
-def _measure_row(plan: Plan, fns: _Functions, cell_name: str, solver: str, shape: Shape, errors: dict) -> dict:
+def _measure_row(plan: Plan, kind: _Row, cell_name: str, solver: str, shape: Shape, inputs, errors: dict) -> dict:
     row = {
         "cell": cell_name,
         "solver": solver,
@@ -158,12 +156,12 @@ def _measure_row(plan: Plan, fns: _Functions, cell_name: str, solver: str, shape
     key = (cell_name, solver, check_shape)
     try:
         if key not in errors:
-            errors[key] = check(fns, cell_name, check_shape, plan.precision)
+            errors[key] = check(kind, bench.inputs(check_shape)[0], plan.precision)
         if errors[key] > bench.TOLERANCE[plan.precision]:
             return {**row, "status": "wrong", "rel_error": errors[key], "check_steps": check_shape.steps}
-        params, inputs, _ = _problem(cell_name, shape, plan.precision)
+        params, inputs = _cast(plan.precision, (kind.params, inputs))
         # At T = check_steps the check has compiled this program already.
-        compile_ms, (loss, _), fwdbwd, peak = bench.measure(fns.timed, params, inputs, plan.repeats)
+        compile_ms, (loss, _), fwdbwd, peak = bench.measure(kind.timed, params, inputs, plan.repeats)
     except Exception as e:  # a row that cannot run here (out of memory, a dtype) is reported, not fatal
         return {**row, "status": "failed", "reason": f"{type(e).__name__}: {e}"[:500]}
     finite = math.isfinite(float(loss))
@@ -196,8 +194,9 @@ def _add_speedups(rows: list) -> None:
 
 def run(plan: Plan, *, progress: Callable[[str], None] | None = None) -> dict:
     """Check, then measure, every (batch, length, cell, solver) of ``plan``; the result dict of ``parallel.json``."""
-    kinds = [(c, s) for c in plan.cells for s in solvers_of(CELLS[c](plan.hidden), plan.solvers)]
-    fns = {(c, s): functions(c, s, plan.hidden) for c, s in kinds}
+    kinds = {
+        (c, s): row_kind(c, s, plan.hidden) for c in plan.cells for s in solvers_of(CELLS[c](plan.hidden), plan.solvers)
+    }
     rows: list = []
     errors: dict = {}
     precision_ctx = jax.default_matmul_precision("highest" if plan.precision == "highest" else None)
@@ -205,10 +204,12 @@ def run(plan: Plan, *, progress: Callable[[str], None] | None = None) -> dict:
         for batch in plan.batches:
             for steps in plan.lengths:
                 shape = Shape(batch, steps, plan.hidden)
-                for cell_name, solver in kinds:
+                inputs = bench.inputs(shape)  # the same for every row of this B and T
+                for (cell_name, solver), kind in kinds.items():
                     if progress:
                         progress(f"{cell_name} ({solver}) {shape}")
-                    rows.append(_measure_row(plan, fns[cell_name, solver], cell_name, solver, shape, errors))
+                    rows.append(_measure_row(plan, kind, cell_name, solver, shape, inputs, errors))
+                del inputs  # before the next shape's are made
     _add_speedups(rows)
     return {
         **bench.environment(plan.backend),

@@ -227,15 +227,18 @@ def measure(fn, params, inputs, repeats: int):
 
 
 def problem(cell_name: str, shape: Shape, seed: int = 0):
-    """The cell ``cell_name`` of ``shape.hidden`` units, its float32 params (input size = hidden size) and two
-    ``[B, T, H]`` inputs to time in turn."""
+    """The cell ``cell_name`` of ``shape.hidden`` units, its float32 params (input size = hidden size) and
+    :func:`inputs`."""
     cell = CELLS[cell_name](shape.hidden)
-    params = cell.init(jax.random.PRNGKey(seed), shape.hidden, jnp.float32)
-    inputs = [
+    return cell, cell.init(jax.random.PRNGKey(seed), shape.hidden, jnp.float32), inputs(shape, seed)
+
+
+def inputs(shape: Shape, seed: int = 0) -> list:
+    """Two float32 ``[B, T, H]`` inputs to time in turn (the input size is the hidden size)."""
+    return [
         jax.random.normal(jax.random.PRNGKey(seed + 1 + i), (shape.batch, shape.steps, shape.hidden), jnp.float32)
         for i in range(2)
     ]
-    return cell, params, inputs
 
 
 def _impl_names(plan: Plan, cell_name: str) -> list:
