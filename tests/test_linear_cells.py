@@ -202,6 +202,14 @@ def test_both_evaluation_orders_equal_a_python_loop(method, reverse):
         h = want[t] = a[t] * h + b[t]
     got = associative.linear_scan(a, b, h0, reverse=reverse, method=method)
     np.testing.assert_allclose(np.asarray(got), np.stack(want), rtol=1e-12, atol=1e-13)
+    if reverse:  # the adjoint: lambda_t = g_t + a_(t+1) lambda_(t+1), and a_0 lambda_0
+        lam, d_h0 = associative.adjoint_scan(a, b, method=method)
+        shifted = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])
+        lam_want, after = [None] * 37, jnp.zeros_like(h0)
+        for t in reversed(range(37)):
+            after = lam_want[t] = b[t] + shifted[t] * after
+        np.testing.assert_allclose(np.asarray(lam), np.stack(lam_want), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(np.asarray(d_h0), np.asarray(a[0] * lam_want[0]), rtol=1e-12, atol=1e-13)
     if not reverse:
         log_got = associative.log_linear_scan(jnp.log(a), jnp.log(jnp.abs(b)), h0, method=method)
         h, log_want = h0, []

@@ -160,24 +160,37 @@ class LSTMState(NamedTuple):
     c: Array  # [*batch, H] cell state
 
 
-def _matmul_t(a: Array, w: Array) -> Array:
-    """``a @ w.T`` in ``w``'s dtype with accumulation in the carry dtype.
+def _matmul_t(a: Array, w: Array, b: Array | None = None) -> Array:
+    """``a @ w.T (+ b)`` in ``w``'s dtype with accumulation in the carry dtype; ``b`` is ``[out]``.
 
     The leading axes are flattened first, so over a whole sequence this is one 2-D
     matmul and so is its transpose, the weight gradient: XLA:CPU runs
     ``[T*B, G*H]^T @ [T*B, I]`` about twice as fast as the same contraction over
-    the two axes ``t, b`` (``benchmarks/NOTES.md``).
+    the two axes ``t, b`` (``benchmarks/NOTES.md``). The bias is added to the 2-D
+    rows too, so its gradient is a sum over one axis of rows (see :func:`_scale_features`).
     """
     out_dtype = carry_dtype(w.dtype)
     rows = a.reshape((-1, a.shape[-1])).astype(w.dtype)
     out = jax.lax.dot_general(rows, w, (((1,), (1,)), ((), ())), preferred_element_type=out_dtype)
+    if b is not None:
+        out = out + b.astype(out_dtype)[None]
     return out.reshape(a.shape[:-1] + (w.shape[0],))
 
 
 def _affine(a: Array, w: Array, b: Array) -> Array:
     """``a @ w.T + b`` in ``w``'s dtype, accumulated in the carry dtype; ``b`` is ``[out]``."""
-    out = _matmul_t(a, w)
-    return out + _expand(b.astype(out.dtype), out.ndim)
+    return _matmul_t(a, w, b)
+
+
+def _scale_features(a: Array, v: Array) -> Array:
+    """``a * v`` for a vector ``v`` over the last axis, computed on ``a``'s rows flattened to 2-D.
+
+    Its VJP sums ``v``'s gradient over all rows at once: XLA:CPU runs the fused
+    multiply-and-sum over the leading axis of a ``[T, 1, H]`` array (batch 1)
+    about 70x slower than over ``[T, H]`` (``benchmarks/NOTES.md``).
+    """
+    rows = a.reshape((-1, a.shape[-1]))
+    return (rows * v.astype(a.dtype)[None]).reshape(a.shape)
 
 
 def _expand(v: Array, ndim: int) -> Array:
@@ -465,7 +478,7 @@ def _layer_norm(a: Array, scale: Array, eps: float) -> Array:
     mean = jnp.mean(a, axis=-1, keepdims=True)
     centred = a - mean
     var = jnp.mean(centred * centred, axis=-1, keepdims=True)
-    return centred * jax.lax.rsqrt(var + eps) * _expand(scale.astype(a.dtype), a.ndim)
+    return _scale_features(centred * jax.lax.rsqrt(var + eps), scale)
 
 
 def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 1e-5) -> Cell:

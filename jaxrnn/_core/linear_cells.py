@@ -25,6 +25,7 @@ from jaxrnn._core.cells import (
     _lecun_normal,
     _make_initial_state,
     _matmul_t,
+    _scale_features,
     linear_step,
 )
 from jaxrnn._core.checks import carry_dtype, check_positive_int, float_dtype
@@ -49,7 +50,7 @@ class LRUParams(NamedTuple):
     b_im: Array  # [N, I] input matrix B, imaginary part
     c_re: Array  # [H, N] output matrix C, real part
     c_im: Array  # [H, N] output matrix C, imaginary part
-    d: Array  # [H, I] feedthrough matrix D
+    d: Array  # [H] diagonal feedthrough D when I == H (the paper's); [H, I] dense otherwise
 
 
 class LRUState(NamedTuple):
@@ -235,9 +236,11 @@ def lru(
     with phases in :math:`[0, \text{max\_phase}]`, and :math:`\gamma^{\log} = \log
     \sqrt{1 - |\lambda|^2}` normalises the state's variance (the paper's choices).
     ``B`` is complex normal with variance :math:`1/(2I)` per part, ``C`` with
-    :math:`1/N`. The paper's ``D`` is a vector, for a layer whose input and output
-    sizes are equal; here it is a dense ``[H, I]`` matrix (LeCun normal) so that
-    the cell works for any input size, as every jaxrnn cell does.
+    :math:`1/N`, ``D`` standard normal. The paper's ``D`` is a vector (an
+    elementwise skip, input and output of one size): so it is here when
+    ``input_size == hidden_size``; for other input sizes it is a dense ``[H, I]``
+    matrix (LeCun normal), so that the cell works for any input size, as every
+    jaxrnn cell does.
 
     Args:
       hidden_size: H, the size of the outputs.
@@ -296,7 +299,11 @@ def lru(
             b_im=normal(k_bim, (n, input_size), 1.0 / (2 * input_size)),
             c_re=normal(k_cre, (hidden_size, n), 1.0 / n),
             c_im=normal(k_cim, (hidden_size, n), 1.0 / n),
-            d=_lecun_normal(k_d, (hidden_size, input_size), dtype),
+            d=(
+                jax.random.normal(k_d, (hidden_size,), f32).astype(dtype)
+                if input_size == hidden_size
+                else _lecun_normal(k_d, (hidden_size, input_size), dtype)
+            ),
         )
 
     def coefficients(params: LRUParams, xs: Array):
@@ -317,9 +324,19 @@ def lru(
                 f"params.c_re has shape {params.c_re.shape}, but the lru cell with hidden_size={hidden_size} "
                 f"and state_size={n} expects {(hidden_size, n)}."
             )
-        # Re(C h) + D x as one matmul: [Re h, Im h, x] @ [C_re, -C_im, D]^T.
-        w = jnp.concatenate([params.c_re, -params.c_im, params.d], axis=1)
-        return _matmul_t(jnp.concatenate([jnp.real(h), jnp.imag(h), xs.astype(jnp.real(h).dtype)], axis=-1), w)
+        # Re(C h) as one matmul: [Re h, Im h] @ [C_re, -C_im]^T.
+        y = _matmul_t(
+            jnp.concatenate([jnp.real(h), jnp.imag(h)], axis=-1), jnp.concatenate([params.c_re, -params.c_im], axis=1)
+        )
+        if params.d.ndim == 1:
+            if params.d.shape != (xs.shape[-1],):
+                raise ValueError(
+                    f"params.d has shape {params.d.shape}: a diagonal D needs input_size == hidden_size "
+                    f"({hidden_size}), but the inputs have size {xs.shape[-1]}. Were these params made for another "
+                    f"input size?"
+                )
+            return y + _scale_features(xs.astype(y.dtype), params.d)
+        return y + _matmul_t(xs, params.d)
 
     recurrence = LinearRecurrence(
         coefficients=coefficients,

@@ -339,8 +339,7 @@ class ParallelSteps(NamedTuple):
         if truncate is not None:
             cut = truncation_cut(jnp.arange(a.shape[0]), truncate).reshape((-1,) + (1,) * (a.ndim - 1))
             carry = jnp.where(cut, jnp.zeros_like(carry), carry)
-        carry_next = jnp.concatenate([carry[1:], jnp.zeros_like(carry[:1])], axis=0)
-        lam = associative.linear_scan(carry_next, g, jnp.zeros_like(g[0]), reverse=True)
+        lam, d_h0 = associative.adjoint_scan(carry, g)
 
         h0 = recurrence.from_state(state)
         h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
@@ -348,7 +347,7 @@ class ParallelSteps(NamedTuple):
         if log_space:
             d_a, d_b = d_a * a, d_b * b
         _, from_state_vjp = jax.vjp(recurrence.from_state, state)
-        (d_state0,) = from_state_vjp(carry[0] * lam[0])
+        (d_state0,) = from_state_vjp(d_h0)
         return (d_a, d_b, d_xs), None, d_state0, d_params, None
 
 

@@ -121,6 +121,28 @@ def linear_scan(a, b, h0, *, reverse: bool = False, method: str | None = None):
     return _local_scan(a, b, h0, reverse, method)
 
 
+def adjoint_scan(carry, g, *, method: str | None = None):
+    r"""The adjoint of :func:`linear_scan`: :math:`\lambda_t = g_t + c_{t+1} \lambda_{t+1}` from the end, and :math:`c_0 \lambda_0`.
+
+    ``carry`` holds :math:`c_t`, what multiplies :math:`h_{t-1}` in :math:`h_t`
+    (``a_t``, or 1 and 0 where a step is skipped or the gradient cut); ``g`` the
+    cotangent reaching each :math:`h_t` directly. Returns ``(lambda, d_h0)``.
+    The in-order method carries :math:`c_t \lambda_t` back, so it shifts nothing.
+    """
+    method = default_method() if method is None else method
+    if method == "sequential" and sharding.sequence_mesh() is None:
+
+        def step(into_next, cg):
+            lam = cg[1] + into_next
+            return cg[0] * lam, lam
+
+        d_h0, lam = lax.scan(step, jnp.zeros_like(g[0]), (carry, g), reverse=True)
+        return lam, d_h0
+    carry_next = jnp.concatenate([carry[1:], jnp.zeros_like(carry[:1])], axis=0)
+    lam = linear_scan(carry_next, g, jnp.zeros_like(g[0]), reverse=True, method=method)
+    return lam, carry[0] * lam[0]
+
+
 def log_linear_scan(log_a, log_b, h0, *, method: str | None = None):
     r""":func:`linear_scan` for positive ``a = exp(log_a)``, ``b = exp(log_b)``, evaluated in log space.
 
