@@ -246,14 +246,9 @@ def _case_sequence(out_dir):
     xs = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 3), jnp.float32)
     cells = {"mingru": jr.mingru(8), "lru": jr.lru(8, state_size=6)}
     result = {}
-    # Each cell both ways, forward and reverse scans on each mesh shape, each evaluation order
-    # inside a chunk (the CPU's in-order scan and the accelerators' associative scan).
-    cases = (
-        ("mingru", False, (8,), "sequential"),
-        ("mingru", True, (2, 4), "associative"),
-        ("lru", True, (8,), "associative"),
-        ("lru", False, (2, 4), "sequential"),
-    )
+    # Forward and reverse scans, each mesh shape, each evaluation order inside a chunk (the CPU's
+    # in-order scan and the accelerators' associative scan), the real and the complex cell.
+    cases = (("mingru", True, (2, 4), "associative"), ("lru", False, (8,), "sequential"))
     for name, reverse, shape, method in cases:
         associative._DEFAULT_METHOD["cpu"] = method
         cell = cells[name]
@@ -439,7 +434,7 @@ def _check_pallas(result):
 def _check_sequence(result):
     """Time split over 8 devices (and over 4 with the batch over 2) gives the one-device values and gradients."""
     assert result.pop("indivisible").startswith("xs has 12 time steps, which the mesh axis 'sequence' of 8")
-    assert len(result) == 4
+    assert len(result) == 2
     for case in result.values():
         for got, want in zip(case["got"], case["want"], strict=True):
             _close(got, want, rtol=1e-4, atol=1e-5)
@@ -448,8 +443,7 @@ def _check_sequence(result):
         assert case["shard_maps"] >= 2 and case["local_chunk"] and case["all_gathers"] >= 2
     # The only loops of the associative cases compose the devices' summaries, forward and reverse;
     # the in-order cases scan their chunks too.
-    assert result["mingru_reverse_2x4"]["loops"] == result["lru_reverse_8"]["loops"] == 2
-    assert result["mingru_forward_8"]["loops"] == result["lru_forward_2x4"]["loops"] == 4
+    assert result["mingru_reverse_2x4"]["loops"] == 2 and result["lru_forward_8"]["loops"] == 4
 
 
 @pytest.fixture(autouse=True)

@@ -123,6 +123,12 @@ def _resolve_solver(solver, cell, grad: str, truncate, remat, backend, num_steps
             f"backend={backend!r} runs a sequential step loop; solver='parallel' runs an associative scan "
             f"in XLA. Use backend='auto' with it, or solver='sequential' with this backend."
         )
+    if sharding.sequence_axis_is_explicit():
+        raise ValueError(
+            f"solver='parallel' under a mesh whose axis {sharding.SEQUENCE_AXIS!r} is Explicit: the solver splits "
+            f"time over it itself and needs it Auto. Make the mesh with axis_types=(jax.sharding.AxisType.Auto,) * "
+            f"len(axis_names), e.g. jax.make_mesh(shape, names, axis_types=...)."
+        )
     devices = sharding.sequence_devices()
     if devices > 1:
         if num_steps % devices:

@@ -61,6 +61,17 @@ def _ambient_axis_sizes() -> dict:
     return dict(zip(tuple(getattr(mesh, "axis_names", ())), tuple(getattr(mesh, "axis_sizes", ()))))
 
 
+def sequence_axis_is_explicit() -> bool:
+    """Whether the ambient mesh has a :data:`SEQUENCE_AXIS` of type ``Explicit`` (sharding in types)."""
+    get = getattr(jax.sharding, "get_abstract_mesh", None)
+    mesh = get() if get is not None else None
+    names = tuple(getattr(mesh, "axis_names", ()))
+    if SEQUENCE_AXIS not in names or not hasattr(jax.sharding, "AxisType"):
+        return False
+    types = tuple(getattr(mesh, "axis_types", ()))
+    return len(types) == len(names) and types[names.index(SEQUENCE_AXIS)] == jax.sharding.AxisType.Explicit
+
+
 def sequence_devices() -> int:
     """How many devices the ambient mesh splits time over: the size of its :data:`SEQUENCE_AXIS` (1 without)."""
     return int(_ambient_axis_sizes().get(SEQUENCE_AXIS, 1))
