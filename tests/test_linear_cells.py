@@ -133,7 +133,9 @@ def test_hand_written_reverse_scan_equals_autodiff_of_the_sequential_scan(name, 
     _assert_trees_close(got, want, rtol=1e-9, atol=1e-11)
 
 
-def test_autodiff_through_the_associative_scan_equals_the_hand_written_reverse():
+def test_autodiff_through_the_associative_scan_equals_the_hand_written_reverse(monkeypatch):
+    """The log-space forward as on GPU and TPU (a cumulative log-sum-exp), differentiated by JAX."""
+    monkeypatch.setattr(associative, "_DEFAULT_METHOD", {})
     cell, params, xs, state = _make("mingru_log")
     got = _value_and_grads(cell, params, xs, state, solver="parallel", lengths=jnp.array([9, 2, 6]))
     want = _value_and_grads(cell, params, xs, state, solver="parallel", grad="autodiff", lengths=jnp.array([9, 2, 6]))
@@ -142,8 +144,8 @@ def test_autodiff_through_the_associative_scan_equals_the_hand_written_reverse()
 
 @pytest.mark.parametrize("name", ["mingru", "minlstm_log", "lru"])
 def test_float32_is_close_to_float64_on_a_long_sequence(name):
-    """float32 on 1000 steps: values and gradients loose against the float64 sequential reference."""
-    cell, params64, xs64, state64 = _make(name, batch=2, steps=1000)
+    """float32 on 400 steps: values and gradients loose against the float64 sequential reference."""
+    cell, params64, xs64, state64 = _make(name, batch=2, steps=400)
     to32 = lambda tree: jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), tree)
     got = _value_and_grads(cell, to32(params64), to32(xs64), to32(state64))
     want = _value_and_grads(cell, params64, xs64, state64, solver="sequential", grad="autodiff")
@@ -216,7 +218,7 @@ def test_both_evaluation_orders_equal_a_python_loop(method, reverse):
         np.testing.assert_allclose(np.asarray(log_got), np.stack(log_want), rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("name", ["mingru_log", "lru"])
+@pytest.mark.parametrize("name", ["lru"])  # complex; the log-space form runs associatively in the test above
 def test_the_associative_evaluation_end_to_end(name, monkeypatch):
     """What GPUs and TPUs run (lax.associative_scan), through jr.rnn, against the sequential reference."""
     monkeypatch.setattr(associative, "_DEFAULT_METHOD", {})
