@@ -265,8 +265,8 @@ def _case_sequence(out_dir):
         batch_axis = "data" if len(shape) == 2 else None
         placed = jax.device_put(xs, NamedSharding(mesh, P(batch_axis, "sequence")))
         with _parallel.mesh_context(mesh):
-            lowered = jax.jit(grad).lower(params, placed)
-            got = lowered.compile()(params, placed)
+            compiled = jax.jit(grad).lower(params, placed).compile()
+            got = compiled(params, placed)
             jaxpr = str(jax.make_jaxpr(grad)(params, placed))
         chunk = f"[{16 // shape[-1]},{4 // (shape[0] if len(shape) == 2 else 1)},{8 if name == 'mingru' else 6}]"
         result[f"{name}_{'reverse' if reverse else 'forward'}_{'x'.join(map(str, shape))}"] = {
@@ -274,7 +274,7 @@ def _case_sequence(out_dir):
             "want": flat(want),
             "shard_maps": jaxpr.count("shard_map"),
             "local_chunk": chunk in jaxpr,
-            "all_gathers": lowered.compile().as_text().count("all-gather"),
+            "all_gathers": compiled.as_text().count("all-gather"),
             "loops": jaxpr.count(" scan["),
         }
     mesh = jax.make_mesh((8,), ("sequence",), axis_types=(jax.sharding.AxisType.Auto,))
