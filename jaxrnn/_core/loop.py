@@ -284,11 +284,11 @@ class ParallelSteps(NamedTuple):
     logarithms for a log-space cell), one projection, and the inputs (for
     ``output``). The reverse pass is the adjoint recurrence, itself linear:
     with :math:`g_t` the cotangent reaching :math:`h_t` from the output (and the
-    final state), :math:`\lambda_t = g_t + 	ilde a_{t+1} \lambda_{t+1}` where
-    :math:`	ilde a_t` is :math:`a_t` (1 on a skipped step, 0 where ``truncate``
+    final state), :math:`\lambda_t = g_t + \tilde a_{t+1} \lambda_{t+1}` where
+    :math:`\tilde a_t` is :math:`a_t` (1 on a skipped step, 0 where ``truncate``
     cuts), run as a reverse associative scan; then :math:`\delta b_t = \lambda_t`,
     :math:`\delta a_t = \lambda_t h_{t-1}` (times :math:`a_t`, :math:`b_t` for the
-    logarithms) and :math:`\delta h_0 = 	ilde a_0 \lambda_0`, elementwise over
+    logarithms) and :math:`\delta h_0 = \tilde a_0 \lambda_0`, elementwise over
     all steps. As everywhere in JAX, complex cotangents are transposes, not
     conjugates.
     """

@@ -157,7 +157,7 @@ def _kernel_problem(cell, pallas: Pallas, batch: int, w_dtype, xs_dtype) -> tupl
     kind = builtin_kind(cell)
     if kind is None:
         return target, (
-            f"the {getattr(cell, 'name', type(cell).__name__)} cell has no fused kernel "
+            f"the {_cell_name(cell)} cell has no fused kernel "
             f"(only jr.elman, jr.lstm and jr.gru do, with their own functions)"
         )
     if target is None:

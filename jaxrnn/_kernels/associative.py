@@ -55,10 +55,9 @@ def _prefixes(a, b, reverse: bool, method: str):
 
 
 def _local_scan(a, b, h0, reverse: bool, method: str):
-    if method == "associative":
+    if method == "associative":  # h0 folded into the first step's b
         first = -1 if reverse else 0
-        b = b.at[first].add(a[first] * h0)
-        return lax.associative_scan(_combine, (a, b), reverse=reverse, axis=0)[1]
+        return _prefixes(a, b.at[first].add(a[first] * h0), reverse, method)[1]
 
     def step(h, ab):
         h = ab[0] * h + ab[1]
