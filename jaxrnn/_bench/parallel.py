@@ -35,9 +35,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-import jaxrnn as jr
 from jaxrnn._app.cells import CELLS
 from jaxrnn._bench import run as bench
 from jaxrnn._bench.run import Shape
@@ -98,22 +96,6 @@ def solvers_of(cell, solvers: tuple) -> tuple:
     return solvers if getattr(cell, "recurrence", None) is not None else ("sequential",)
 
 
-def loss_and_grad(cell, solver: str, grad: str = "bptt") -> Callable:
-    """Jitted ``(params, xs) -> (sum(ys**2), (d_params, d_xs))`` through :func:`jaxrnn.rnn`."""
-
-    def loss(params, xs):
-        ys, _ = jr.rnn(cell, params, xs, grad=grad, solver=solver)
-        return jnp.sum(ys * ys)
-
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-
-
-def _canonical(loss, grads) -> dict:
-    d_params, d_xs = grads
-    out = {k: np.asarray(v, np.float64) for k, v in d_params._asdict().items()}
-    return {**out, "xs": np.asarray(d_xs, np.float64), "loss": np.asarray(loss, np.float64)}
-
-
 class _Row(NamedTuple):
     """One row kind: its weights and jitted fwd+bwd, and its reference's (each traced once per shape)."""
 
@@ -126,7 +108,8 @@ def row_kind(cell_name: str, solver: str, hidden: int) -> _Row:
     """The ``cell_name`` cell of ``hidden`` units with ``solver``: params, fwd+bwd and its reference."""
     cell = CELLS[cell_name](hidden)
     params = cell.init(jax.random.PRNGKey(0), hidden, jnp.float32)
-    return _Row(params, loss_and_grad(cell, solver), loss_and_grad(cell, "sequential", "autodiff"))
+    timed = bench.loss_and_grad(cell, solver=solver)
+    return _Row(params, timed, bench.loss_and_grad(cell, grad="autodiff", solver="sequential"))
 
 
 def _cast(precision: str, tree):
@@ -137,9 +120,11 @@ def _cast(precision: str, tree):
 def check(kind: _Row, xs, precision: str) -> float:
     """Relative error of a row's loss and gradients against its reference's, on the inputs ``xs``."""
     params, xs = _cast(precision, (kind.params, xs))
-    got = _canonical(*kind.timed(params, xs))
+    loss, grads = kind.timed(params, xs)
+    got = bench.canonical(loss, *grads)
     as_f32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), (params, xs))
-    return bench.relative_error(got, _canonical(*kind.reference(*as_f32)))
+    loss, grads = kind.reference(*as_f32)
+    return bench.relative_error(got, bench.canonical(loss, *grads))
 
 
 def _measure_row(plan: Plan, kind: _Row, cell_name: str, solver: str, shape: Shape, inputs, errors: dict) -> dict:

@@ -160,6 +160,29 @@ class Impl(NamedTuple):
     to_canonical: Callable
 
 
+def loss_and_grad(cell, *, argnums: int | tuple = (0, 1), **options) -> Callable:
+    """Jitted ``(params, xs) -> (sum(ys**2), gradients)`` through ``jr.rnn(cell, ..., **options)``.
+
+    The loss every study times; ``argnums`` 0 for the parameters' gradient alone,
+    ``(0, 1)`` for the parameters' and the inputs'.
+    """
+
+    def loss(params, xs):
+        ys = jr.rnn(cell, params, xs, **options)[0]
+        return jnp.sum(ys * ys)
+
+    return jax.jit(jax.value_and_grad(loss, argnums=argnums))
+
+
+def canonical(loss, d_params, d_xs=None) -> dict:
+    """A loss and its jaxrnn gradients as float64 arrays by name (``"loss"``, the params' fields, ``"xs"``)."""
+    out = {k: np.asarray(v, np.float64) for k, v in d_params._asdict().items()}
+    if d_xs is not None:
+        out["xs"] = np.asarray(d_xs, np.float64)
+    out["loss"] = np.asarray(loss, np.float64)
+    return out
+
+
 def _jaxrnn_impl(name: str, cell, params, precision: str = "default") -> Impl:
     grad = "autodiff" if name == REFERENCE else "bptt"
     backend: str | jr.Pallas = "xla"
@@ -169,14 +192,7 @@ def _jaxrnn_impl(name: str, cell, params, precision: str = "default") -> Impl:
     def forward(p, xs):
         return jr.rnn(cell, p, xs, grad=grad, backend=backend)[0]
 
-    def loss(p, xs):
-        ys = forward(p, xs)
-        return jnp.sum(ys * ys)
-
-    def loss_and_grad(p, xs):
-        return jax.value_and_grad(loss, argnums=(0, 1))(p, xs)
-
-    return Impl(name, params, jax.jit(forward), jax.jit(loss_and_grad), lambda g: g._asdict())
+    return Impl(name, params, jax.jit(forward), loss_and_grad(cell, grad=grad, backend=backend), lambda g: g._asdict())
 
 
 def _canonical(impl: Impl | peers.Peer, loss, grads) -> dict:

@@ -27,9 +27,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-import jaxrnn as jr
 from jaxrnn._app import plotting
 from jaxrnn._bench import run as bench
 from jaxrnn._bench.run import Shape
@@ -54,18 +52,6 @@ def default_shapes(backend: str, *, quick: bool) -> tuple:
     if backend == "cpu":
         return (Shape(8, 256, 128),)
     return (Shape(32, 1024, 256),)
-
-
-def _loss_and_grad(cell) -> Callable:
-    def loss(params, xs):
-        ys, _ = jr.rnn(cell, params, xs)
-        return jnp.sum(ys * ys)
-
-    return jax.jit(jax.value_and_grad(loss))
-
-
-def _canonical(loss, grads) -> dict:
-    return {"loss": np.asarray(loss, np.float64), **{k: np.asarray(v, np.float64) for k, v in grads._asdict().items()}}
 
 
 def run(
@@ -111,7 +97,7 @@ def run(
                         inputs = [_parallel.shard_batch(xs, mesh) for xs in inputs]
                         with _parallel.mesh_context(mesh):
                             compile_ms, (loss, grads), fwdbwd, peak = bench.measure(
-                                _loss_and_grad(cell), params, inputs, repeats
+                                bench.loss_and_grad(cell, argnums=0), params, inputs, repeats
                             )
                         rate = batch * shape.steps / (fwdbwd["median_ms"] / 1e3)
                         base_rate = rate if base_rate is None else base_rate
@@ -134,7 +120,7 @@ def run(
                             "rel_error": None,
                         }
                         if series == "global":
-                            canonical = _canonical(loss, grads)
+                            canonical = bench.canonical(loss, grads)
                             reference = canonical if reference is None else reference
                             error = bench.relative_error(canonical, reference)
                             row.update(rel_error=error, status="ok" if error <= tolerance else "wrong")
