@@ -224,24 +224,28 @@ def _make_initial_state(state_type, hidden_size: int):
     return initial_state
 
 
+def _check_input_weight(cell_name: str, w: Array, rows: int, hidden_size: int, x: Array, field: str = "w_ih") -> None:
+    """``params.<field>`` (``w``) is ``[rows, input_size]`` and ``x`` has ``input_size`` features (static shapes)."""
+    if w.ndim != 2 or w.shape[0] != rows:
+        raise ValueError(
+            f"params.{field} has shape {w.shape}, but the {cell_name} cell with "
+            f"hidden_size={hidden_size} expects ({rows}, input_size). Were these params "
+            f"made by another cell?"
+        )
+    if x.shape[-1:] != (w.shape[1],):
+        raise ValueError(
+            f"inputs have size {x.shape[-1] if x.ndim else 'scalar'} on their last axis "
+            f"(shape {x.shape}), but params expect input_size={w.shape[1]} "
+            f"(params.{field} has shape {w.shape})."
+        )
+
+
 def _param_checkers(cell_name: str, num_gates: int, hidden_size: int):
     """Shape checks for the projections, run in Python on static shapes."""
     gh = num_gates * hidden_size
 
     def check_input(params, x):
-        w = params.w_ih
-        if w.ndim != 2 or w.shape[0] != gh:
-            raise ValueError(
-                f"params.w_ih has shape {w.shape}, but the {cell_name} cell with "
-                f"hidden_size={hidden_size} expects ({gh}, input_size). Were these params "
-                f"made by another cell?"
-            )
-        if x.shape[-1:] != (w.shape[1],):
-            raise ValueError(
-                f"inputs have size {x.shape[-1] if x.ndim else 'scalar'} on their last axis "
-                f"(shape {x.shape}), but params expect input_size={w.shape[1]} "
-                f"(params.w_ih has shape {w.shape})."
-            )
+        _check_input_weight(cell_name, params.w_ih, gh, hidden_size, x)
 
     def check_state(params, h):
         w = params.w_hh

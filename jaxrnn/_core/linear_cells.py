@@ -22,6 +22,7 @@ from jaxrnn._core.cells import (
     HiddenState,
     LinearRecurrence,
     _affine,
+    _check_input_weight,
     _lecun_normal,
     _make_initial_state,
     _matmul_t,
@@ -60,19 +61,6 @@ class LRUState(NamedTuple):
     im: Array  # [*batch, N] imaginary part
 
 
-def _check_projection(name: str, w: Array, rows: int, hidden_size: int, xs: Array, field: str = "w_ih") -> None:
-    if w.ndim != 2 or w.shape[0] != rows:
-        raise ValueError(
-            f"params.{field} has shape {w.shape}, but the {name} cell with hidden_size={hidden_size} "
-            f"expects ({rows}, input_size). Were these params made by another cell?"
-        )
-    if xs.shape[-1:] != (w.shape[1],):
-        raise ValueError(
-            f"inputs have size {xs.shape[-1] if xs.ndim else 'scalar'} on their last axis (shape {xs.shape}), "
-            f"but params expect input_size={w.shape[1]} (params.{field} has shape {w.shape})."
-        )
-
-
 def _log_g(k: Array) -> Array:
     """``log g(k)`` for the positive activation ``g(k) = k + 1/2`` (k >= 0), ``sigmoid(k)`` (k < 0)."""
     return jnp.where(k >= 0, jnp.log(jax.nn.relu(k) + 0.5), -jax.nn.softplus(-k))
@@ -94,7 +82,7 @@ def _min_cell(name: str, hidden_size: int, num_gates: int, log_space: bool, gate
         )
 
     def projections(params: MinRNNParams, xs: Array) -> list:
-        _check_projection(name, params.w_ih, num_gates * hidden_size, hidden_size, xs)
+        _check_input_weight(name, params.w_ih, num_gates * hidden_size, hidden_size, xs)
         k = _affine(xs, params.w_ih, params.b_ih)
         return jnp.split(k, num_gates, axis=-1)
 
@@ -307,7 +295,7 @@ def lru(
         )
 
     def coefficients(params: LRUParams, xs: Array):
-        _check_projection("lru", params.b_re, n, hidden_size, xs, field="b_re")
+        _check_input_weight("lru", params.b_re, n, hidden_size, xs, field="b_re")
         dtype = carry_dtype(params.b_re.dtype)
         # One matmul for both parts, with gamma folded into the weights: XLA:CPU ran the two
         # separate products and their scaling (and their transposes) 3-5x slower (benchmarks/NOTES.md).
