@@ -43,15 +43,20 @@ def loop_rnn(cell, params, xs, state=None):
     return ys, state
 
 
-def loop_rnn_padded(cell, params, xs, lengths, *, reverse=False):
-    """Reference for a padded batch: each sequence run alone, unpadded, then re-padded."""
+def loop_rnn_padded(cell, params, xs, lengths, *, reverse=False, state=None):
+    """Reference for a padded batch: each sequence run alone, unpadded, then re-padded.
+
+    ``state``: initial states with a leading batch axis (zeros if None).
+    """
     outs, finals = [], []
     for b in range(xs.shape[0]):
         n = int(lengths[b])
         seq = xs[b, :n]
         if reverse:
             seq = seq[::-1]
-        ys, final = loop_rnn(cell, params, seq)
+        ys, final = loop_rnn(
+            cell, params, seq, None if state is None else jax.tree_util.tree_map(lambda s: s[b], state)
+        )
         if reverse:
             ys = ys[::-1]
         pad = jnp.zeros((xs.shape[1] - n, cell.hidden_size), ys.dtype)

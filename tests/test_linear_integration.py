@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import TINY_TRAIN, assert_trees_close, loop_rnn
+from helpers import TINY_TRAIN, assert_trees_close, loop_rnn, loop_rnn_padded
 from test_csv_tasks import text_config, texts_csv
 
 import jaxrnn as jr
@@ -54,19 +54,9 @@ def _jitted(cell):
 
 
 def _loop_direction(cell, params, xs, state, *, reverse):
-    """Each sequence alone through ``cell.step`` (reversed within its length if ``reverse``), re-padded.
-
-    Only the step is JAX; the rest is NumPy.
-    """
-    cell = _jitted(cell)
-    ys = np.zeros((B, T, cell.hidden_size))
-    finals = []
-    for b, n in enumerate(LENGTHS):
-        order = np.arange(n)[::-1] if reverse else np.arange(n)
-        ys_b, final = loop_rnn(cell, params, xs[b, order], jax.tree.map(lambda s: s[b], state))
-        ys[b, order] = ys_b
-        finals.append(final)
-    return ys, jax.tree.map(lambda *s: np.stack(s), *finals)
+    """Each sequence alone through ``cell.step`` (reversed within its length if ``reverse``), re-padded."""
+    ys, finals = loop_rnn_padded(_jitted(cell), params, xs, LENGTHS, reverse=reverse, state=state)
+    return np.asarray(ys), finals
 
 
 def _loop_stack(model, params, xs, state, key=None):
