@@ -20,13 +20,12 @@ import argparse
 import itertools
 import json
 import pathlib
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 
+from jaxrnn._bench.run import median_ms
 from jaxrnn._core import gates
 from jaxrnn._kernels import xla as _scan_kernel
 from jaxrnn._kernels.interface import PRECISIONS
@@ -50,16 +49,6 @@ def _inputs(kind, batch, steps, hidden, seed=0):
     return px, w_hh, b_hh, h0, c0, d_h_all, d_c_last
 
 
-def _time(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def _pair(module, kind, inputs, options, repeats):
     """(forward ms, backward ms, outputs) of one kernel module with ``options``."""
     px, w_hh, b_hh, h0, c0, d_h_all, d_c_last = inputs
@@ -69,7 +58,11 @@ def _pair(module, kind, inputs, options, repeats):
         lambda res, w, d: module.backward(kind, px, res, w, b_hh, h0, c0, h_all, c_all, None, d, d_c_last, **options)
     )
     grads = bwd(res, w_hh, d_h_all)
-    return _time(fwd, px, w_hh, repeats=repeats), _time(bwd, res, w_hh, d_h_all, repeats=repeats), (h_all, grads[0])
+    return (
+        median_ms(fwd, px, w_hh, repeats=repeats),
+        median_ms(bwd, res, w_hh, d_h_all, repeats=repeats),
+        (h_all, grads[0]),
+    )
 
 
 def _error(got, want) -> float:

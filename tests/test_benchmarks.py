@@ -144,11 +144,12 @@ def test_quick_plan_sweeps_three_lengths():
 
 
 def test_benchmark_scripts_run_quick(tmp_path):
-    """benchmarks/core_choices, remat_memory and pallas_tune in their quick modes, in one subprocess."""
+    """benchmarks/core_choices, remat_memory, parallel_choices and pallas_tune in their quick modes, in one subprocess."""
     _run_in_one_process(
         [
             ("benchmarks.core_choices", ["--quick", "--out", str(tmp_path)]),
             ("benchmarks.remat_memory", ["--quick", "--out", str(tmp_path)]),
+            ("benchmarks.parallel_choices", ["--quick", "--out", str(tmp_path)]),
             (
                 "benchmarks.pallas_tune",
                 ["--quick", "--interpret", "--repeats", "1", "--cells", "gru", "--out", str(tmp_path)],
@@ -158,6 +159,7 @@ def test_benchmark_scripts_run_quick(tmp_path):
     )
     _check_core_choices_writes_every_row(tmp_path)
     _check_remat_memory_shows_the_memory_shrink(tmp_path)
+    _check_parallel_choices_times_every_variant(tmp_path)
     _check_pallas_tune_runs_the_gpu_kernels_in_interpret_mode(tmp_path)
 
 
@@ -166,6 +168,20 @@ def _check_core_choices_writes_every_row(out):
     variants = {r["variant"] for r in data["rows"] if r["study"] == "residuals"}
     assert variants == {"bptt/states", "bptt/gates", "autodiff"}
     assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in data["rows"])
+
+
+def _check_parallel_choices_times_every_variant(out):
+    rows = json.loads((out / "parallel_choices.json").read_text())["rows"]
+    assert {(r["study"], r.get("dtype"), r.get("cell")) for r in rows} == {
+        ("order", "real", None),
+        ("order", "complex", None),
+        ("fused_sum", None, None),
+        ("solvers", None, "mingru"),
+        ("solvers", None, "minlstm"),
+        ("solvers", None, "lru"),
+    }
+    times = [v for r in rows for k, v in r.items() if k.endswith("_ms")]
+    assert len(times) == 2 * len(rows) and min(times) > 0
 
 
 def _check_remat_memory_shows_the_memory_shrink(out):

@@ -218,6 +218,17 @@ def _stats(times_ms: list) -> dict:
     return {"median_ms": statistics.median(times_ms), "min_ms": min(times_ms), "max_ms": max(times_ms)}
 
 
+def median_ms(fn, *args, repeats: int) -> float:
+    """The median wall time in ms of ``fn(*args)`` over ``repeats`` calls, after one warm-up call (the compile)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
 def measure(fn, params, inputs, repeats: int):
     """Compile time, first-call result, and timing stats of a jitted ``fn``."""
     start = time.perf_counter()

@@ -187,7 +187,7 @@ def _scale_features(a: Array, v: Array) -> Array:
 
     Its VJP sums ``v``'s gradient over all rows at once: XLA:CPU runs the fused
     multiply-and-sum over the leading axis of a ``[T, 1, H]`` array (batch 1)
-    about 70x slower than over ``[T, H]`` (``benchmarks/NOTES.md``).
+    about 85x slower than over ``[T, H]`` (``benchmarks/parallel_choices.py``).
     """
     rows = a.reshape((-1, a.shape[-1]))
     return (rows * v.astype(a.dtype)[None]).reshape(a.shape)

@@ -5,8 +5,8 @@ The pairs :math:`(a, b)` compose associatively,
 ``lax.associative_scan`` computes every :math:`h_t` in :math:`O(\log T)` depth
 (Blelloch, 1990). That is how GPUs and TPUs evaluate it. On the CPU an in-order
 ``lax.scan`` of the elementwise update is faster (a few cores have no width to
-spend the associative scan's extra passes over memory on: 32 ms against 148 ms
-for ``T=65536, B=1, H=128``, ``benchmarks/NOTES.md``), so :func:`default_method`
+spend the associative scan's extra passes over memory on: 16 ms against 94 ms
+for ``T=65536, B=1, H=128``, ``benchmarks/parallel_choices.py``), so :func:`default_method`
 picks it there; both give the same states. Under a mesh with a :data:`jaxrnn._kernels.sharding.SEQUENCE_AXIS`
 of size ``P``, the time axis is split into ``P`` chunks: each device scans its
 chunk from a zero state, the ``P`` chunk summaries (the composed pair of each
