@@ -242,6 +242,27 @@ def _case_sequence(out_dir):
     from jaxrnn._kernels import associative
 
     flat = lambda tree: [np.asarray(a, np.float64).ravel().tolist() for a in jax.tree_util.tree_leaves(tree)]
+
+    def mesh_of(shape):
+        names = ("sequence",) if len(shape) == 1 else ("data", "sequence")
+        return jax.make_mesh(shape, names, axis_types=(jax.sharding.AxisType.Auto,) * len(shape))
+
+    def measure(fn, args, placed, shape, chunk):
+        """``fn`` on one device (``args``) and under the mesh ``shape`` (``placed``), and its split program."""
+        want = jax.jit(fn)(*args)
+        with _parallel.mesh_context(mesh_of(shape)):
+            compiled = jax.jit(fn).lower(*placed).compile()
+            got = compiled(*placed)
+            jaxpr = str(jax.make_jaxpr(fn)(*placed))
+        return {
+            "got": flat(got),
+            "want": flat(want),
+            "shard_maps": jaxpr.count("shard_map"),
+            "local_chunk": chunk in jaxpr,
+            "all_gathers": compiled.as_text().count("all-gather"),
+            "loops": jaxpr.count(" scan["),
+        }
+
     lengths = jnp.array([16, 9, 0, 13], jnp.int32)
     xs = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 3), jnp.float32)
     cells = {"mingru": jr.mingru(8), "lru": jr.lru(8, state_size=6)}
@@ -258,29 +279,31 @@ def _case_sequence(out_dir):
             ys, final = jr.rnn(cell, p, x, lengths=lengths, reverse=reverse)
             return jnp.sum(ys * jnp.cos(ys)) + sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(final))
 
-        grad = jax.value_and_grad(loss, argnums=(0, 1))
-        want = jax.jit(grad)(params, xs)
-        names = ("sequence",) if len(shape) == 1 else ("data", "sequence")
-        mesh = jax.make_mesh(shape, names, axis_types=(jax.sharding.AxisType.Auto,) * len(shape))
         batch_axis = "data" if len(shape) == 2 else None
-        placed = jax.device_put(xs, NamedSharding(mesh, P(batch_axis, "sequence")))
-        with _parallel.mesh_context(mesh):
-            compiled = jax.jit(grad).lower(params, placed).compile()
-            got = compiled(params, placed)
-            jaxpr = str(jax.make_jaxpr(grad)(params, placed))
+        placed = jax.device_put(xs, NamedSharding(mesh_of(shape), P(batch_axis, "sequence")))
         chunk = f"[{16 // shape[-1]},{4 // (shape[0] if len(shape) == 2 else 1)},{8 if name == 'mingru' else 6}]"
-        result[f"{name}_{'reverse' if reverse else 'forward'}_{'x'.join(map(str, shape))}"] = {
-            "got": flat(got),
-            "want": flat(want),
-            "shard_maps": jaxpr.count("shard_map"),
-            "local_chunk": chunk in jaxpr,
-            "all_gathers": compiled.as_text().count("all-gather"),
-            "loops": jaxpr.count(" scan["),
-        }
-    mesh = jax.make_mesh((8,), ("sequence",), axis_types=(jax.sharding.AxisType.Auto,))
+        grad = jax.value_and_grad(loss, argnums=(0, 1))
+        key = f"{name}_{'reverse' if reverse else 'forward'}_{'x'.join(map(str, shape))}"
+        result[key] = measure(grad, (params, xs), (params, placed), shape, chunk)
+
+    # Matrix coefficients (DEER's Newton systems, K = 2): both orders, forward and reverse, in one
+    # program per mesh; one state alone over 8 devices, a batch of 4 split over the data axis too.
+    def matrix_scans(a, b, h0):
+        return [
+            associative.matrix_linear_scan(a, b, h0, reverse=reverse, method=method)
+            for method in associative.METHODS
+            for reverse in (False, True)
+        ]
+
+    for shape, batch, chunk in (((8,), (), "[2,2,2]"), ((2, 4), (4,), "[4,2,2,2]")):
+        keys = jax.random.split(jax.random.PRNGKey(2), 3)
+        a = 0.6 * jax.random.normal(keys[0], (16, *batch, 2, 2), jnp.float32)
+        b, h0 = jax.random.normal(keys[1], (16, *batch, 2)), jax.random.normal(keys[2], (*batch, 2))
+        result[f"matrix_{'x'.join(map(str, shape))}"] = measure(matrix_scans, (a, b, h0), (a, b, h0), shape, chunk)
+
     cell = jr.mingru(8)
     params = cell.init(jax.random.PRNGKey(0), 3, jnp.float32)
-    with _parallel.mesh_context(mesh):
+    with _parallel.mesh_context(mesh_of((8,))):
         try:
             jr.rnn(cell, params, xs[:, :12])
         except ValueError as error:
@@ -434,16 +457,18 @@ def _check_pallas(result):
 def _check_sequence(result):
     """Time split over 8 devices (and over 4 with the batch over 2) gives the one-device values and gradients."""
     assert result.pop("indivisible").startswith("xs has 12 time steps, which the mesh axis 'sequence' of 8")
-    assert len(result) == 2
-    for case in result.values():
+    assert len(result) == 4
+    for name, case in result.items():
         for got, want in zip(case["got"], case["want"], strict=True):
             _close(got, want, rtol=1e-4, atol=1e-5)
         # Forward and reverse scans split along time: a chunk of T / devices steps on each device,
         # and only the chunk summaries gathered across devices.
-        assert case["shard_maps"] >= 2 and case["local_chunk"] and case["all_gathers"] >= 2
+        assert case["shard_maps"] >= (4 if name.startswith("matrix") else 2), name
+        assert case["local_chunk"] and case["all_gathers"] >= 2, name
     # The only loops of the associative cases compose the devices' summaries, forward and reverse;
     # the in-order cases scan their chunks too.
     assert result["mingru_reverse_2x4"]["loops"] == 2 and result["lru_forward_8"]["loops"] == 4
+    assert result["matrix_8"]["loops"] == result["matrix_2x4"]["loops"] == 2 + 4
 
 
 @pytest.fixture(autouse=True)
