@@ -24,6 +24,11 @@ from jaxrnn._core.models import LSTM as LSTM
 from jaxrnn._core.models import RNN as RNN
 from jaxrnn._core.models import Bidirectional as Bidirectional
 from jaxrnn._core.models import StackedRNN as StackedRNN
+from jaxrnn._core.newton import DEER as DEER
+from jaxrnn._core.newton import ELK as ELK
+from jaxrnn._core.newton import QuasiDEER as QuasiDEER
+from jaxrnn._core.newton import QuasiELK as QuasiELK
+from jaxrnn._core.newton import SolverInfo as SolverInfo
 from jaxrnn._core.rnn import check_bptt as check_bptt
 from jaxrnn._core.rnn import rnn as rnn
 from jaxrnn._core.strategy import default_unroll as default_unroll
@@ -37,6 +42,8 @@ __all__ = [
     "Bidirectional",
     "Cell",
     "CellParams",
+    "DEER",
+    "ELK",
     "GRU",
     "HiddenState",
     "LSTM",
@@ -47,9 +54,12 @@ __all__ = [
     "LinearRecurrence",
     "MinRNNParams",
     "Pallas",
+    "QuasiDEER",
+    "QuasiELK",
     "RNN",
     "Readout",
     "ReadoutParams",
+    "SolverInfo",
     "StackedRNN",
     "check_bptt",
     "default_unroll",

@@ -20,6 +20,8 @@ PUBLIC = [
     "Bidirectional",
     "Cell",
     "CellParams",
+    "DEER",
+    "ELK",
     "GRU",
     "HiddenState",
     "LRUParams",
@@ -30,9 +32,12 @@ PUBLIC = [
     "LinearRecurrence",
     "MinRNNParams",
     "Pallas",
+    "QuasiDEER",
+    "QuasiELK",
     "RNN",
     "Readout",
     "ReadoutParams",
+    "SolverInfo",
     "StackedRNN",
     "check_bptt",
     "default_unroll",
@@ -73,11 +78,12 @@ def test_rnn_signature_is_pinned():
         "remat",
         "backend",
         "solver",
+        "return_info",
     ]
     assert all(params[n].kind is inspect.Parameter.KEYWORD_ONLY for n in list(params)[4:])
     assert params["grad"].default == "bptt" and params["reverse"].default is False
     assert params["backend"].default == "auto" and params["remat"].default is None
-    assert params["solver"].default is None
+    assert params["solver"].default is None and params["return_info"].default is False
 
 
 @pytest.mark.parametrize("name", PUBLIC)
@@ -226,7 +232,7 @@ def test_train_command_takes_a_users_csv_series(tmp_path):
         (["train", "--task", "nope"], "jaxrnn train: error: unknown task 'nope'"),
         (
             ["train", "--task", "adding", "--cell", "rnn", "--out", "unused"],
-            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, mingru, minlstm, lru, got 'rnn'",
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, lstm_diagonal, gru_diagonal, mingru, minlstm, lru, got 'rnn'",
         ),
     ],
 )

@@ -245,7 +245,8 @@ def test_bad_input_is_refused_with_a_message():
     gru = jr.gru(HIDDEN)
     gru_params = gru.init(jax.random.PRNGKey(0), INPUT, jnp.float64)
     assert _message(lambda: jr.rnn(cell, params, xs, solver="newton")) == (
-        "solver must be one of ('sequential', 'parallel') or None, got 'newton'."
+        "solver must be one of ('sequential', 'parallel', 'deer', 'quasi-deer', 'elk', 'quasi-elk'), a jr.DEER, "
+        "jr.QuasiDEER, jr.ELK or jr.QuasiELK(...), or None; got 'newton'."
     )
     assert _message(lambda: jr.rnn(gru, gru_params, xs, solver="parallel")).startswith(
         "solver='parallel' needs a cell that declares a linear recurrence h_t = a_t*h_(t-1) + b_t "
@@ -280,8 +281,8 @@ def test_a_sequence_mesh_axis_must_divide_time_be_auto_and_excludes_remat():
     with jax.sharding.use_abstract_mesh(mesh):
         message = _message(lambda: jax.eval_shape(lambda x: jr.rnn(cell, params, x), xs))
         assert message == (
-            "xs has 10 time steps, which the mesh axis 'sequence' of 4 devices does not divide: the parallel "
-            "solver splits time into equal chunks. Pad xs to 12 steps (and pass lengths) or change the mesh."
+            "xs has 10 time steps, which the mesh axis 'sequence' of 4 devices does not divide: "
+            "solver='parallel' splits time into equal chunks. Pad xs to 12 steps (and pass lengths) or change the mesh."
         )
         message = _message(lambda: jax.eval_shape(lambda x: jr.rnn(cell, params, x, remat=4), xs[:, :8]))
         assert re.match(r"remat=4 with solver='parallel' under the mesh axis 'sequence'", message)

@@ -301,6 +301,20 @@ def _case_sequence(out_dir):
         b, h0 = jax.random.normal(keys[1], (16, *batch, 2)), jax.random.normal(keys[2], (*batch, 2))
         result[f"matrix_{'x'.join(map(str, shape))}"] = measure(matrix_scans, (a, b, h0), (a, b, h0), shape, chunk)
 
+    # A Newton solver (quasi-DEER, an LSTM: 2 x 2 blocks per unit) splits its scans, forward and
+    # implicit reverse, the same way.
+    associative._DEFAULT_METHOD["cpu"] = "associative"
+    lstm = jr.lstm(4)
+    lstm_params = lstm.init(jax.random.PRNGKey(0), 3, jnp.float32)
+
+    def newton_loss(p, x):
+        ys, final = jr.rnn(lstm, p, x, lengths=lengths, solver=jr.QuasiDEER(tol=1e-6))
+        return jnp.sum(ys * jnp.cos(ys)) + jnp.sum(final.c)
+
+    placed = jax.device_put(xs, NamedSharding(mesh_of((2, 4)), P("data", "sequence")))
+    newton_grad = jax.value_and_grad(newton_loss, argnums=(0, 1))
+    result["newton_2x4"] = measure(newton_grad, (lstm_params, xs), (lstm_params, placed), (2, 4), "[4,2,4,2,2]")
+
     cell = jr.mingru(8)
     params = cell.init(jax.random.PRNGKey(0), 3, jnp.float32)
     with _parallel.mesh_context(mesh_of((8,))):
@@ -457,7 +471,7 @@ def _check_pallas(result):
 def _check_sequence(result):
     """Time split over 8 devices (and over 4 with the batch over 2) gives the one-device values and gradients."""
     assert result.pop("indivisible").startswith("xs has 12 time steps, which the mesh axis 'sequence' of 8")
-    assert len(result) == 4
+    assert len(result) == 5
     for name, case in result.items():
         for got, want in zip(case["got"], case["want"], strict=True):
             _close(got, want, rtol=1e-4, atol=1e-5)

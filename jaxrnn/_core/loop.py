@@ -27,6 +27,10 @@ and the hand-written gradient:
   (:mod:`jaxrnn._kernels.associative`, split along time under a sequence mesh
   axis); its reverse is the adjoint recurrence
   :math:`\lambda_t = g_t + a_{t+1} \lambda_{t+1}`, a reverse associative scan;
+- :class:`jaxrnn._core.newton.NewtonSteps` (a Newton solver: DEER, quasi-DEER,
+  ELK, quasi-ELK): any cell, its trajectory found by Newton's method in time,
+  each iteration a parallel scan of the linearised recurrence; its reverse is
+  the BPTT equations at the converged trajectory;
 - :class:`CellSteps`, generic: the cell's own ``project`` / ``project_state`` /
   ``update`` with ``update_bwd`` (``jax.vjp`` of ``update`` where the cell has no
   hand-written reverse), or ``jax.vjp`` of ``step`` for a cell that is not split;
@@ -46,6 +50,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxrnn._core import newton
 from jaxrnn._core.cells import HiddenState, LSTMState, builtin_kind
 from jaxrnn._core.masking import reverse_within, select, step_masks, truncation_cut, zero_where_masked
 from jaxrnn._core.strategy import Strategy
@@ -361,6 +366,8 @@ def dispatch(cell, strategy: Strategy) -> Steps:
     """
     if strategy.solver == "parallel":
         return ParallelSteps(cell, strategy)
+    if newton.is_newton(strategy.solver):
+        return newton.NewtonSteps(cell, strategy, CellSteps(cell, strategy._replace(residuals="states")))
     kind = builtin_kind(cell)
     if strategy.grad == "autodiff" or kind is None:
         return CellSteps(cell, strategy)
@@ -370,23 +377,32 @@ def dispatch(cell, strategy: Strategy) -> Steps:
     return KernelSteps(cell, kind, registry.kernel(name), strategy)
 
 
+def _forward(steps: Steps, params, state, px, mask, guess):
+    """``(ys, final, residual, info)``: ``info`` (and ``guess``) only for a Newton solver, else None."""
+    if isinstance(steps, newton.NewtonSteps):
+        ys, final, residual = steps.forward(params, state, px, mask, guess)
+        return ys, final, residual, residual[1]
+    ys, final, residual = steps.forward(params, state, px, mask)
+    return ys, final, residual, None
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _bptt(steps: Steps, params, state, xs, lengths):
+def _bptt(steps: Steps, params, state, xs, lengths, guess):
     """The forward of :func:`_bptt_fwd`, with the hand-written reverse :func:`_bptt_bwd` as its VJP."""
-    return _bptt_fwd(steps, params, state, xs, lengths)[0]
+    return _bptt_fwd(steps, params, state, xs, lengths, guess)[0]
 
 
-def _bptt_fwd(steps: Steps, params, state, xs, lengths):
+def _bptt_fwd(steps: Steps, params, state, xs, lengths, guess):
     mask = step_masks(lengths, xs.shape[0])
     px = steps.project(params, xs)
-    ys, final, residual = steps.forward(params, state, px, mask)
+    ys, final, residual, info = _forward(steps, params, state, px, mask, guess)
     keep_px = steps.needs_px() and steps.strategy.residuals == "gates"
-    return (ys, final), (params, state, xs, lengths, px if keep_px else None, residual)
+    return (ys, final, info), (params, state, xs, lengths, px if keep_px else None, residual)
 
 
 def _bptt_bwd(steps: Steps, saved, cotangents):
     params, state, xs, lengths, px, residual = saved
-    d_ys, d_final = cotangents
+    d_ys, d_final, _ = cotangents  # the solver's info (iterations, trajectory) is not differentiated
     mask = step_masks(lengths, xs.shape[0])
     if px is None and steps.needs_px():
         px = steps.project(params, xs)  # residuals="states": recomputed, one matmul
@@ -400,23 +416,23 @@ def _bptt_bwd(steps: Steps, saved, cotangents):
         d_params = tree_map(jnp.add, d_params, project_state_vjp(d_rec)[0])
     if d_params_loop is not None:
         d_params = tree_map(jnp.add, d_params, d_params_loop)
-    return d_params, d_state0, d_xs, None
+    return d_params, d_state0, d_xs, None, None
 
 
 _bptt.defvjp(_bptt_fwd, _bptt_bwd)
 
 
-def _run_sequence(steps: Steps, params, state, xs, lengths):
-    """One pass over time-major ``xs [T, B, I]``: ``(ys, final_state)``."""
+def _run_sequence(steps: Steps, params, state, xs, lengths, guess=None):
+    """One pass over time-major ``xs [T, B, I]``: ``(ys, final_state, info)``, ``info`` None but for a Newton solver."""
     if steps.strategy.grad == "bptt":
-        return _bptt(steps, params, state, xs, lengths)
+        return _bptt(steps, params, state, xs, lengths, guess)
     mask = step_masks(lengths, xs.shape[0])
     if isinstance(steps, ParallelSteps):  # JAX differentiates the associative scan itself
         ys, final, _ = steps.forward(params, state, steps.project(params, xs), mask)
-        return ys, final
+        return ys, final, None
     assert isinstance(steps, CellSteps), "the autodiff reference runs the cell's own functions"
     ys, final, _ = steps.forward(params, state, steps.project(params, xs), mask, cut_gradients=True)
-    return ys, final
+    return ys, final, None
 
 
 def _remat_chunks(steps: Steps, params, state, xs, lengths):
@@ -439,7 +455,7 @@ def _remat_chunks(steps: Steps, params, state, xs, lengths):
         if truncate is not None:
             state = tree_map(lambda s: jnp.where(j > 0, lax.stop_gradient(s), s), state)
         chunk_lengths = None if lengths is None else jnp.clip(lengths - j * every, 0, x_chunk.shape[0])
-        ys, state = _run_sequence(steps, params, state, x_chunk, chunk_lengths)
+        ys, state, _ = _run_sequence(steps, params, state, x_chunk, chunk_lengths)
         return state, ys
 
     parts = []
@@ -452,15 +468,18 @@ def _remat_chunks(steps: Steps, params, state, xs, lengths):
         state, ys = chunk(state, jnp.int32(num_chunks), xs[num_chunks * every :])
         parts.append(ys)
     ys = parts[0] if len(parts) == 1 else tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
-    return ys, state
+    return ys, state, None
 
 
-def run(cell, strategy: Strategy, params, state, xs, lengths: jax.Array | None, *, reverse: bool = False):
-    """Run ``cell`` over time-major ``xs [T, *batch, I]`` as ``strategy`` says: ``(ys, final_state)``.
+def run(cell, strategy: Strategy, params, state, xs, lengths: jax.Array | None, *, reverse: bool = False, guess=None):
+    """Run ``cell`` over time-major ``xs [T, *batch, I]`` as ``strategy`` says: ``(ys, final_state, info)``.
 
     ``state`` and ``lengths`` are checked and have the batch shape of ``xs``
     (rank 0 or 1). With ``reverse``, each sequence runs backwards from its last
-    valid step and the outputs come back in the original order.
+    valid step and the outputs come back in the original order. ``info`` is a
+    Newton solver's :class:`jaxrnn._core.newton.SolverInfo` (its trajectory
+    time-major, in the order of ``ys``), None for every other solver; ``guess``
+    (a Newton solver's initial trajectory, time-major) is laid out the same way.
     """
     steps = dispatch(cell, strategy)
     single = xs.ndim == 2
@@ -468,15 +487,21 @@ def run(cell, strategy: Strategy, params, state, xs, lengths: jax.Array | None, 
         xs = xs[:, None]
         state = tree_map(lambda s: s[None], state)
         lengths = None if lengths is None else lengths[None]
+        guess = None if guess is None else tree_map(lambda g: g[:, None], guess)
     if reverse:
         xs = reverse_within(xs, lengths)
+        guess = None if guess is None else reverse_within(guess, lengths)
     if strategy.remat is None:
-        ys, final = _run_sequence(steps, params, state, xs, lengths)
+        ys, final, info = _run_sequence(steps, params, state, xs, lengths, guess)
     else:
-        ys, final = _remat_chunks(steps, params, state, xs, lengths)
+        ys, final, info = _remat_chunks(steps, params, state, xs, lengths)
+    if info is not None:
+        info = newton.SolverInfo(*info)
     if reverse:
         ys = reverse_within(ys, lengths)
+        info = None if info is None else info._replace(states=reverse_within(info.states, lengths))
     if single:
         ys = tree_map(lambda a: a[:, 0], ys)
         final = tree_map(lambda s: s[0], final)
-    return ys, final
+        info = None if info is None else info._replace(states=tree_map(lambda a: a[:, 0], info.states))
+    return ys, final, info

@@ -7,13 +7,14 @@ everything to :func:`jaxrnn._core.loop.run`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn._core import loop
+from jaxrnn._core import loop, newton
 from jaxrnn._core import strategy as strategies
 from jaxrnn._core.checks import carry_dtype, check_lengths, check_params_dtype, check_state, check_xs
 
@@ -35,8 +36,9 @@ def rnn(
     residuals: str = "gates",
     remat: int | None = None,
     backend: Any = "auto",
-    solver: str | None = None,
-) -> tuple[Any, Any]:
+    solver: Any = None,
+    return_info: bool = False,
+) -> tuple:
     r"""Run ``cell`` over a batch of sequences.
 
     The recurrence is a ``lax.scan`` over time. For a split cell (the built-in
@@ -104,11 +106,21 @@ def rnn(
         an axis named ``"sequence"`` (``jax.set_mesh``) time is split over its
         devices. None (default): ``"parallel"`` for a cell that declares a linear
         recurrence under ``grad="bptt"``, else ``"sequential"`` (so
-        ``grad="autodiff"`` stays the plain scan, the reference).
+        ``grad="autodiff"`` stays the plain scan, the reference). A Newton solver,
+        for any cell: :class:`DEER`, :class:`QuasiDEER`, :class:`ELK`,
+        :class:`QuasiELK` with their options, or ``"deer"``, ``"quasi-deer"``,
+        ``"elk"``, ``"quasi-elk"`` with the defaults: the whole trajectory by
+        Newton's method in time, each iteration a parallel scan; its gradient is
+        the BPTT equations at the converged trajectory (``grad="bptt"``).
+      return_info: also return a Newton solver's :class:`SolverInfo`
+        (iterations, residual, whether it converged, the trajectory for a warm
+        start). A Newton solver that stops above its ``tol`` warns when called
+        outside ``jit``; inside, read ``info.converged``.
 
     Returns:
       ``(ys, final_state)``: ``ys [B, T, H]`` (``[T, B, H]`` time-major, ``[T, H]``
-      for one sequence) and the state after the last valid step.
+      for one sequence) and the state after the last valid step; with
+      ``return_info``, ``(ys, final_state, info)``.
 
     Raises:
       TypeError: integer or complex ``xs``, non-integer ``lengths``, non-floating
@@ -119,7 +131,10 @@ def rnn(
         ``unroll`` or ``remat``, ``remat`` not a multiple of ``truncate``, a Pallas
         backend that cannot run the call (the message says why), an unknown
         ``solver``, ``solver="parallel"`` for a cell without a linear recurrence
-        or under a sequence mesh axis that does not divide T.
+        or under a sequence mesh axis that does not divide T; a Newton solver
+        with options out of range, ``grad="autodiff"``, ``remat``, a kernel
+        backend, a ``guess`` that does not match the state, or a cell whose step
+        JAX cannot differentiate forward; ``return_info`` without a Newton solver.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -153,10 +168,26 @@ def rnn(
     else:
         state = check_state(cell, state, batch_shape, dtype)
     lengths = check_lengths(lengths, batch_shape, xs_tm.shape[0])
-    ys, final = loop.run(cell, strategy, params, state, xs_tm, lengths, reverse=reverse)
-    if len(batch_shape) == 1 and not time_major:
+    batch_major = len(batch_shape) == 1 and not time_major
+    guess = None
+    if newton.is_newton(strategy.solver):
+        newton.check_differentiable(cell, params, state, xs_tm[0])
+        guess = newton.check_guess(getattr(solver, "guess", None), state, xs_tm.shape[0], batch_major)
+    elif return_info:
+        raise ValueError(
+            f"return_info=True reports a Newton solver's iterations; solver={solver!r} runs {strategy.solver!r}. "
+            f"Pass solver=jr.QuasiDEER(...) (or 'deer', 'quasi-deer', 'elk', 'quasi-elk'), or drop return_info."
+        )
+    ys, final, info = loop.run(cell, strategy, params, state, xs_tm, lengths, reverse=reverse, guess=guess)
+    if batch_major:
         ys = tree_map(lambda a: jnp.swapaxes(a, 0, 1), ys)
-    return ys, final
+    if info is None:
+        return ys, final
+    if batch_major:
+        info = info._replace(states=tree_map(lambda a: jnp.swapaxes(a, 0, 1), info.states))
+    if not isinstance(info.converged, jax.core.Tracer) and not bool(info.converged):
+        warnings.warn(newton.not_converged_message(strategy.solver, info, xs_tm.dtype), stacklevel=2)
+    return (ys, final, info) if return_info else (ys, final)
 
 
 def check_bptt(

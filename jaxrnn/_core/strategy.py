@@ -11,11 +11,12 @@ and one line in :func:`jaxrnn._core.loop.dispatch`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jaxrnn._core import newton
 from jaxrnn._core.cells import builtin_kind
 from jaxrnn._core.checks import check_positive_int
 from jaxrnn._kernels import registry, sharding
@@ -56,7 +57,9 @@ class Strategy(NamedTuple):
     remat: int | None = None  # recompute chunks of this many steps in the backward pass, or None
     residuals: str = "gates"  # what the forward keeps for the reverse: "gates" | "states"
     unroll: int | bool = 1  # lax.scan unroll of the sequential loops
-    solver: str = "sequential"  # how the forward covers time: "sequential" (a scan) | "parallel" (associative scan)
+    # how the forward covers time: "sequential" (a scan), "parallel" (an associative scan) or a
+    # Newton solver (jr.DEER, jr.QuasiDEER, jr.ELK, jr.QuasiELK; its guess kept out, so hashable)
+    solver: Any = "sequential"
     backend: str | Pallas = "xla"  # the kernel of a sequential loop: "xla" or a Pallas with its target
 
 
@@ -94,24 +97,76 @@ def _cell_name(cell) -> str:
     return getattr(cell, "name", type(cell).__name__)
 
 
-def _resolve_solver(solver, cell, grad: str, truncate, remat, backend, num_steps: int) -> str:
-    """``"sequential"`` or ``"parallel"``; None picks the parallel scan for a linear-recurrence cell under BPTT.
+def _check_time_split(name: str, remat, num_steps: int) -> None:
+    """The ambient mesh's sequence axis can split this call's time axis for solver ``name``."""
+    if sharding.sequence_axis_is_explicit():
+        raise ValueError(
+            f"solver={name!r} under a mesh whose axis {sharding.SEQUENCE_AXIS!r} is Explicit: the solver splits "
+            f"time over it itself and needs it Auto. Make the mesh with axis_types=(jax.sharding.AxisType.Auto,) * "
+            f"len(axis_names), e.g. jax.make_mesh(shape, names, axis_types=...)."
+        )
+    devices = sharding.sequence_devices()
+    if devices > 1:
+        if num_steps % devices:
+            raise ValueError(
+                f"xs has {num_steps} time steps, which the mesh axis {sharding.SEQUENCE_AXIS!r} of "
+                f"{devices} devices does not divide: solver={name!r} splits time into equal chunks. "
+                f"Pad xs to {-(-num_steps // devices) * devices} steps (and pass lengths) or change the mesh."
+            )
+        if remat is not None:
+            raise ValueError(
+                f"remat={remat} with solver={name!r} under the mesh axis {sharding.SEQUENCE_AXIS!r}: the "
+                f"time axis is already split over {devices} devices, each holding T/{devices} steps; drop remat."
+            )
+
+
+def _resolve_newton(solver, grad: str, remat, backend, num_steps: int):
+    """A checked Newton solver without its guess (a value of the frozen strategy)."""
+    solver = newton.check_solver(solver)._replace(guess=None)
+    name = type(solver).__name__
+    if grad != "bptt":
+        raise ValueError(
+            f"solver=jr.{name}(...) needs grad='bptt': its gradient is implicit, the BPTT equations at the "
+            f"converged trajectory, never a differentiation through the iterations. grad='autodiff' is the "
+            f"sequential reference: use solver='sequential' with it."
+        )
+    if remat is not None:
+        raise ValueError(
+            f"remat={remat} with solver=jr.{name}(...): a Newton solver holds the whole trajectory while it "
+            f"iterates, so recomputing chunks saves nothing; drop remat (or use solver='sequential')."
+        )
+    if backend not in ("auto", "xla"):
+        raise ValueError(
+            f"backend={backend!r} runs a sequential step loop; solver=jr.{name}(...) runs parallel scans in XLA. "
+            f"Use backend='auto' with it, or solver='sequential' with this backend."
+        )
+    _check_time_split(name, remat, num_steps)
+    return solver
+
+
+def _resolve_solver(solver, cell, grad: str, truncate, remat, backend, num_steps: int):
+    """``"sequential"``, ``"parallel"`` or a Newton solver; None picks the parallel scan for a linear-recurrence cell under BPTT.
 
     The autodiff reference stays the plain sequential scan unless the parallel
     solver is asked for by name.
     """
     linear = getattr(cell, "recurrence", None) is not None
+    if newton.is_newton(solver) or (isinstance(solver, str) and solver in newton.NEWTON_NAMES):
+        return _resolve_newton(solver, grad, remat, backend, num_steps)
     if solver is None:
         solver = "parallel" if linear and grad == "bptt" else "sequential"
     elif not isinstance(solver, str) or solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS} or None, got {solver!r}.")
+        raise ValueError(
+            f"solver must be one of {SOLVERS + tuple(newton.NEWTON_NAMES)}, a jr.DEER, jr.QuasiDEER, jr.ELK or "
+            f"jr.QuasiELK(...), or None; got {solver!r}."
+        )
     if solver == "sequential":
         return solver
     if not linear:
         raise ValueError(
             f"solver='parallel' needs a cell that declares a linear recurrence h_t = a_t*h_(t-1) + b_t "
             f"(cell.recurrence, as jr.mingru, jr.minlstm and jr.lru do); the {_cell_name(cell)} cell declares none. "
-            f"Use solver='sequential' (or None)."
+            f"Use solver='sequential' (or None), or a Newton solver (solver='quasi-deer') for any cell."
         )
     if grad == "autodiff" and truncate is not None:
         raise ValueError(
@@ -123,25 +178,7 @@ def _resolve_solver(solver, cell, grad: str, truncate, remat, backend, num_steps
             f"backend={backend!r} runs a sequential step loop; solver='parallel' runs an associative scan "
             f"in XLA. Use backend='auto' with it, or solver='sequential' with this backend."
         )
-    if sharding.sequence_axis_is_explicit():
-        raise ValueError(
-            f"solver='parallel' under a mesh whose axis {sharding.SEQUENCE_AXIS!r} is Explicit: the solver splits "
-            f"time over it itself and needs it Auto. Make the mesh with axis_types=(jax.sharding.AxisType.Auto,) * "
-            f"len(axis_names), e.g. jax.make_mesh(shape, names, axis_types=...)."
-        )
-    devices = sharding.sequence_devices()
-    if devices > 1:
-        if num_steps % devices:
-            raise ValueError(
-                f"xs has {num_steps} time steps, which the mesh axis {sharding.SEQUENCE_AXIS!r} of "
-                f"{devices} devices does not divide: the parallel solver splits time into equal chunks. "
-                f"Pad xs to {-(-num_steps // devices) * devices} steps (and pass lengths) or change the mesh."
-            )
-        if remat is not None:
-            raise ValueError(
-                f"remat={remat} with solver='parallel' under the mesh axis {sharding.SEQUENCE_AXIS!r}: the "
-                f"time axis is already split over {devices} devices, each holding T/{devices} steps; drop remat."
-            )
+    _check_time_split("parallel", remat, num_steps)
     return solver
 
 
