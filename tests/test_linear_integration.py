@@ -190,7 +190,7 @@ def test_text_task_reads_the_output_at_each_texts_last_character(tmp_path):
     np.testing.assert_allclose(float(loss), want, rtol=1e-5)
 
 
-CHOICES = "lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, mingru, minlstm, lru"
+CHOICES = "lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, lstm_diagonal, gru_diagonal, mingru, minlstm, lru"
 
 
 def test_cell_options_list_the_linear_cells(tmp_path, capsys):

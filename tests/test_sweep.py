@@ -164,8 +164,8 @@ def test_bad_size_lists_name_the_item(text, message, capsys):
         ("gru,gru", "cell 'gru' appears twice in 'gru,gru'"),
         (
             " ",
-            "expected a comma-separated list of cells (lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, mingru, "
-            "minlstm, lru)",
+            "expected a comma-separated list of cells (lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, "
+            "lstm_diagonal, gru_diagonal, mingru, minlstm, lru)",
         ),
     ],
 )

@@ -128,12 +128,12 @@ def test_digits_report_scores(tmp_path):
         (
             "adding",
             {"cell": "rnn"},
-            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, mingru, minlstm, lru, got 'rnn'",
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, lstm_diagonal, gru_diagonal, mingru, minlstm, lru, got 'rnn'",
         ),
         (
             "adding",
             {"cell": "elman"},
-            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, mingru, minlstm, lru, got 'elman'",
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, lstm_diagonal, gru_diagonal, mingru, minlstm, lru, got 'elman'",
         ),
         ("adding", {"hidden": 0}, "--hidden must be a positive int, got 0."),
         ("adding", {"layers": 0}, "--layers must be a positive int, got 0."),
@@ -146,7 +146,7 @@ def test_digits_report_scores(tmp_path):
         (
             "digits",
             {"cell": "LSTM"},
-            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, mingru, minlstm, lru, got 'LSTM'",
+            "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, lstm_diagonal, gru_diagonal, mingru, minlstm, lru, got 'LSTM'",
         ),
     ],
 )

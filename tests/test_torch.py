@@ -227,8 +227,10 @@ def test_missing_torch(monkeypatch):
         (jr.RNN(I, H, num_layers=2, residual=True), r"residual=True"),
         (jr.LSTM(I, (H, H + 1)), r"one hidden size for all layers.*\(6, 7\)"),
         (jr.StackedRNN(cells=(jr.gru(H), jr.lstm(H)), input_size=I), r"the same cell in every layer"),
+        (jr.GRU(I, H, recurrent="diagonal"), r"'gru_diagonal' cells \(recurrent='diagonal'\).*torch.nn.GRU's"),
+        (jr.RNN(I, H, recurrent="diagonal"), r"'elman_tanh_diagonal' cells.*torch.nn.RNN's weight_hh is a dense"),
     ],
-    ids=["layer_norm", "merge_sum", "residual", "hidden_sizes", "mixed_cells"],
+    ids=["layer_norm", "merge_sum", "residual", "hidden_sizes", "mixed_cells", "diagonal_gru", "diagonal_elman"],
 )
 def test_to_torch_rejects_models_torch_cannot_represent(model, match):
     params = model.init(jax.random.PRNGKey(0))

@@ -3,8 +3,9 @@
 ``jaxrnn train --cell``, the tasks' configs, ``jaxrnn compare --cells`` and
 ``jaxrnn bench --cells`` all read these names, so one cell kind has one name
 everywhere: ``lstm``, ``gru``, ``elman_tanh``, ``elman_relu``, ``layer_norm_lstm``,
-and the linear-recurrence cells ``mingru``, ``minlstm``, ``lru`` (each with its
-factory's defaults). The commands treat every cell alike: nothing in them reads
+the diagonal-recurrent ``lstm_diagonal`` and ``gru_diagonal``, and the
+linear-recurrence cells ``mingru``, ``minlstm``, ``lru`` (each with its factory's
+defaults). The commands treat every cell alike: nothing in them reads
 a cell's parameter or state fields, so a new cell needs only its line here.
 """
 
@@ -22,6 +23,8 @@ CELLS: dict[str, Callable[[int], jr.Cell]] = {
     "elman_tanh": functools.partial(jr.elman, activation="tanh"),
     "elman_relu": functools.partial(jr.elman, activation="relu"),
     "layer_norm_lstm": jr.layer_norm_lstm,
+    "lstm_diagonal": functools.partial(jr.lstm, recurrent="diagonal"),
+    "gru_diagonal": functools.partial(jr.gru, recurrent="diagonal"),
     "mingru": jr.mingru,
     "minlstm": jr.minlstm,
     "lru": jr.lru,

@@ -10,7 +10,8 @@ The built-in cells are *split*: their step is made of parts the time loop
 - ``project(params, xs)``: the input projection ``xs @ w_ih.T + b_ih`` for any
   number of leading axes, so the loop computes it for all time steps in one
   matmul, outside the sequential loop;
-- ``project_state(params, state)``: the recurrent projection ``h @ w_hh.T + b_hh``;
+- ``project_state(params, state)``: the recurrent projection ``h @ w_hh.T + b_hh``
+  (for a diagonal-recurrent cell, ``h * w_hh + b_hh`` elementwise, ``h`` repeated per gate);
 - ``update(state, px, rec)``: the elementwise gate arithmetic, returning
   ``(new_state, y)``;
 - ``update_bwd(state, px, rec, d_new_state, d_y)``: its hand-written reverse,
@@ -59,7 +60,9 @@ class Cell(NamedTuple):
     and ``jax.vjp`` of ``update`` where not; any other cell gets ``jax.vjp`` of
     ``step`` inside the same reverse scan. ``name`` names the cell in messages
     and reports (the built-in cells: ``"elman_tanh"``, ``"elman_relu"``,
-    ``"lstm"``, ``"gru"``, ``"layer_norm_lstm"``, ``"mingru"``, ``"minlstm"``,
+    ``"lstm"``, ``"gru"``, their diagonal-recurrent variants
+    ``"elman_tanh_diagonal"``, ``"elman_relu_diagonal"``, ``"lstm_diagonal"``,
+    ``"gru_diagonal"``, ``"layer_norm_lstm"``, ``"mingru"``, ``"minlstm"``,
     ``"lru"``). ``recurrence`` (a :class:`LinearRecurrence`) declares that the
     state follows :math:`h_t = a_t \odot h_{t-1} + b_t` with ``a_t, b_t`` from the
     input alone, which lets :func:`jaxrnn.rnn` run the cell as a parallel scan
@@ -128,11 +131,13 @@ class CellParams(NamedTuple):
     """Parameters of the built-in cells, in PyTorch's layout.
 
     ``G`` is the number of gates: 1 for Elman, 4 for LSTM (order i, f, g, o),
-    3 for GRU (order r, z, n); ``H`` the hidden size, ``I`` the input size.
+    3 for GRU (order r, z, n); ``H`` the hidden size, ``I`` the input size. A
+    diagonal-recurrent cell (``recurrent="diagonal"``) has one recurrent weight
+    per gate and unit, ``w_hh [G*H]``, which torch has no counterpart for.
     """
 
     w_ih: Array  # [G*H, I] input-to-hidden weights (torch: weight_ih_l0)
-    w_hh: Array  # [G*H, H] hidden-to-hidden weights (torch: weight_hh_l0)
+    w_hh: Array  # [G*H, H] hidden-to-hidden weights (torch: weight_hh_l0); [G*H] for recurrent="diagonal"
     b_ih: Array  # [G*H] input bias (torch: bias_ih_l0)
     b_hh: Array  # [G*H] recurrent bias (torch: bias_hh_l0)
 
@@ -240,27 +245,42 @@ def _check_input_weight(cell_name: str, w: Array, rows: int, hidden_size: int, x
         )
 
 
-def _param_checkers(cell_name: str, num_gates: int, hidden_size: int):
-    """Shape checks for the projections, run in Python on static shapes."""
+def _param_checkers(cell_name: str, num_gates: int, hidden_size: int, *, diagonal: bool = False):
+    """Shape checks for the projections, run in Python on static shapes: ``(check_input, check_state, check_w_hh)``.
+
+    ``diagonal``: the cell's ``w_hh`` is a vector ``[G*H]`` (``recurrent="diagonal"``), not ``[G*H, H]``.
+    """
     gh = num_gates * hidden_size
+    expected = (gh,) if diagonal else (gh, hidden_size)
+    # The other form of w_hh, and the recurrent= that makes it: params made by the other variant.
+    other, other_recurrent = ((gh, hidden_size), "dense") if diagonal else ((gh,), "diagonal")
 
     def check_input(params, x):
         _check_input_weight(cell_name, params.w_ih, gh, hidden_size, x)
 
-    def check_state(params, h):
+    def check_w_hh(params):
         w = params.w_hh
-        if w.shape != (gh, hidden_size):
+        if w.shape != expected:
+            hint = (
+                f" That is the shape of a recurrent={other_recurrent!r} cell's w_hh: were these params made "
+                f"by that variant?"
+                if w.shape == other
+                else ""
+            )
             raise ValueError(
                 f"params.w_hh has shape {w.shape}, but the {cell_name} cell with "
-                f"hidden_size={hidden_size} expects {(gh, hidden_size)}."
+                f"hidden_size={hidden_size} expects {expected}.{hint}"
             )
+
+    def check_state(params, h):
+        check_w_hh(params)
         if h.shape[-1:] != (hidden_size,):
             raise ValueError(
                 f"state has hidden size {h.shape[-1] if h.ndim else 'scalar'} (shape {h.shape}), "
                 f"but the {cell_name} cell has hidden_size={hidden_size}."
             )
 
-    return check_input, check_state
+    return check_input, check_state, check_w_hh
 
 
 def _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd) -> Cell:
@@ -307,21 +327,91 @@ def _gate_functions(kind: str):
     return update, update_bwd
 
 
-def _linear_cell(name: str, kind: str, hidden_size: int, bias_init: Callable[[int], Array]) -> Cell:
-    """A built-in cell of ``kind`` whose projections are the affine maps of :class:`CellParams`."""
+def _diagonal_affine(a: Array, w: Array, b: Array, num_gates: int) -> Array:
+    """``rec[..., g*H + i] = a[..., i] * w[g*H + i] + b[g*H + i]``: the recurrent projection of a diagonal cell.
+
+    ``a`` is rounded to ``w``'s dtype, as :func:`_matmul_t` rounds it, and the
+    products are taken in the carry dtype (exact for bfloat16 factors). The state
+    is tiled over the gates on its rows flattened to 2-D, so the VJP sums the
+    gradients of ``w`` and ``b`` over 2-D rows (see :func:`_scale_features`).
+    """
+    out_dtype = carry_dtype(w.dtype)
+    rows = a.reshape((-1, a.shape[-1])).astype(w.dtype).astype(out_dtype)
+    out = _scale_features(jnp.tile(rows, (1, num_gates)), w) + b.astype(out_dtype)[None]
+    return out.reshape(a.shape[:-1] + w.shape)
+
+
+# |w_hh| of a diagonal cell at initialisation; see elman's docstring.
+_DIAGONAL_INIT_BOUND = 0.9
+_RECURRENT = ("dense", "diagonal")
+
+
+def _check_recurrent(recurrent) -> bool:
+    """Whether ``recurrent`` is ``"diagonal"``; a ValueError for anything but ``"dense"`` and ``"diagonal"``."""
+    if not isinstance(recurrent, str) or recurrent not in _RECURRENT:
+        raise ValueError(f"recurrent must be one of {list(_RECURRENT)}, got {recurrent!r}.")
+    return recurrent == "diagonal"
+
+
+class UnitStructure(NamedTuple):
+    """How a built-in cell's step couples state entries (for the Newton solvers' Jacobians).
+
+    ``rec`` is the recurrent projection (``project_state``), ``h`` the hidden
+    state; both functions return arrays in the dtype of ``params.w_hh``.
+    ``recurrent_blocks`` is dense for every cell, a diagonal cell's weights on the
+    diagonals of its blocks.
+    """
+
+    kind: str  # the gate equations of its update, one of gates.KINDS
+    diagonal: bool  # recurrent="diagonal": the step Jacobian couples only the state entries of one unit
+    recurrent_diagonal: Callable[..., Array]  # params -> [G, H]: d rec[g*H + i] / d h[i]
+    recurrent_blocks: Callable[..., Array]  # params -> [G, H, H]: d rec[g*H + i] / d h[j]
+
+
+def _unit_structure(kind: str, num_gates: int, hidden_size: int, diagonal: bool, check_w_hh) -> UnitStructure:
+    """The :class:`UnitStructure` of a built-in cell: ``d rec / d h`` read off ``w_hh``, in its dtype."""
+
+    def recurrent_diagonal(params: CellParams) -> Array:
+        check_w_hh(params)
+        if diagonal:
+            return params.w_hh.reshape(num_gates, hidden_size)
+        return jnp.diagonal(params.w_hh.reshape(num_gates, hidden_size, hidden_size), axis1=1, axis2=2)
+
+    def recurrent_blocks(params: CellParams) -> Array:
+        check_w_hh(params)
+        if diagonal:
+            return jax.vmap(jnp.diag)(params.w_hh.reshape(num_gates, hidden_size))
+        return params.w_hh.reshape(num_gates, hidden_size, hidden_size)
+
+    return UnitStructure(kind, diagonal, recurrent_diagonal, recurrent_blocks)
+
+
+def _linear_cell(kind: str, hidden_size: int, bias_init: Callable[[int], Array], recurrent: str) -> Cell:
+    """A built-in cell of ``kind`` whose projections are the affine maps of :class:`CellParams`.
+
+    ``recurrent="diagonal"``: ``w_hh`` is a vector ``[G*H]`` and the recurrent
+    projection elementwise (:func:`_diagonal_affine`); the cell is named ``kind + "_diagonal"``.
+    """
+    diagonal = _check_recurrent(recurrent)
+    name = f"{kind}_diagonal" if diagonal else kind
     num_gates = gates.NUM_GATES[kind]
+    gh = num_gates * hidden_size
     state_type = _state_type(kind)
     update, update_bwd = _gate_functions(kind)
-    check_input, check_state = _param_checkers(name, num_gates, hidden_size)
+    check_input, check_state, check_w_hh = _param_checkers(name, num_gates, hidden_size, diagonal=diagonal)
 
     def init(key: Array, input_size: int, dtype=None) -> CellParams:
         input_size = check_positive_int(input_size, "input_size")
         dtype = float_dtype(dtype)
         k_ih, k_hh = jax.random.split(key)
-        gh = num_gates * hidden_size
+        if diagonal:
+            bound = _DIAGONAL_INIT_BOUND
+            w_hh = jax.random.uniform(k_hh, (gh,), jnp.float32, -bound, bound).astype(dtype)
+        else:
+            w_hh = _orthogonal_blocks(k_hh, num_gates, hidden_size, dtype)
         return CellParams(
             w_ih=_lecun_normal(k_ih, (gh, input_size), dtype),
-            w_hh=_orthogonal_blocks(k_hh, num_gates, hidden_size, dtype),
+            w_hh=w_hh,
             b_ih=bias_init(hidden_size).astype(dtype),
             b_hh=jnp.zeros((gh,), dtype),
         )
@@ -332,54 +422,90 @@ def _linear_cell(name: str, kind: str, hidden_size: int, bias_init: Callable[[in
 
     def project_state(params: CellParams, state) -> Array:
         check_state(params, state.h)
+        if diagonal:
+            return _diagonal_affine(state.h, params.w_hh, params.b_hh, num_gates)
         return _affine(state.h, params.w_hh, params.b_hh)
 
     cell = _split_cell(name, hidden_size, state_type, init, project, project_state, update, update_bwd)
-    _BUILTIN[cell.step] = (kind, project, project_state, update, update_bwd)
+    structure = _unit_structure(kind, num_gates, hidden_size, diagonal, check_w_hh)
+    _BUILTIN[cell.step] = (structure, (project, project_state, update, update_bwd))
     return cell
 
 
-# step -> the kind and the functions of the built-in cell that step belongs to. A cell whose
+# step -> the UnitStructure and the functions of the built-in cell that step belongs to. A cell whose
 # functions were replaced (cell._replace(update=...)) no longer matches and runs its own functions.
 _BUILTIN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def builtin_kind(cell) -> str | None:
-    """The kind (:data:`jaxrnn._core.gates.KINDS`) of a built-in cell that the fused kernels run, None for any other cell."""
+def unit_structure(cell) -> UnitStructure | None:
+    """The :class:`UnitStructure` of a built-in Elman, LSTM or GRU cell (dense or diagonal), None for any other cell.
+
+    Any other cell: the layer-norm LSTM, the linear-recurrence cells, a user's
+    cell, and a built-in cell with one of its functions replaced.
+    """
     try:
         entry = _BUILTIN.get(getattr(cell, "step", None))
     except TypeError:  # a step that cannot be weakly referenced is not one of ours
         return None
     functions = tuple(getattr(cell, name, None) for name in ("project", "project_state", "update", "update_bwd"))
-    if entry is None or entry[1:] != functions:
+    if entry is None or entry[1] != functions:
         return None
     return entry[0]
+
+
+def builtin_kind(cell) -> str | None:
+    """The kind (:data:`jaxrnn._core.gates.KINDS`) of a built-in cell that the fused kernels run, None for any other cell.
+
+    The kernels run the dense cells only: a diagonal cell's ``w_hh`` is not a matrix.
+    """
+    structure = unit_structure(cell)
+    return None if structure is None or structure.diagonal else structure.kind
 
 
 _ACTIVATIONS = ("tanh", "relu")
 
 
-def elman(hidden_size: int, *, activation: str = "tanh") -> Cell:
-    r"""The Elman (simple) recurrent cell, as ``torch.nn.RNN``.
+def elman(hidden_size: int, *, activation: str = "tanh", recurrent: str = "dense") -> Cell:
+    r"""The Elman (simple) recurrent cell, as ``torch.nn.RNN``, or its diagonal-recurrent variant.
 
     .. math::
         h_t = f(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}), \qquad y_t = h_t
 
-    with :math:`f` = tanh or relu.
+    with :math:`f` = tanh or relu. With ``recurrent="diagonal"`` the recurrent
+    weights are one per unit, a vector :math:`w_{hh}`:
+
+    .. math::
+        h_t = f(W_{ih} x_t + b_{ih} + w_{hh} \odot h_{t-1} + b_{hh})
+
+    so each unit's step reads its own state alone (the IndRNN of Li et al., 2018;
+    the diagonal recurrences of ParaRNN, Danieli et al., 2025): the step's
+    Jacobian with respect to the state is diagonal, and a Newton solver that keeps
+    only the Jacobian's diagonal (quasi-DEER) takes exact Newton steps on it.
 
     Default initialisers: ``w_ih`` LeCun normal (variance 1/input_size), ``w_hh``
-    orthogonal, biases zero.
+    orthogonal, biases zero. A diagonal ``w_hh`` is uniform on :math:`[-0.9, 0.9]`,
+    one of ParaRNN's initialisers of its diagonal recurrences: with
+    :math:`|w_{hh}| < 1` the recurrence is contractive at initialisation
+    (:math:`|\partial h_t / \partial h_{t-1}| = |f'|\,|w_{hh}| \le 0.9`), so
+    states and gradients cannot grow along the sequence, and parallel Newton
+    solvers, whose convergence rests on that stability (Gonzalez et al., 2025),
+    converge in few iterations.
 
     Args:
       hidden_size: H, the size of the state.
       activation: ``"tanh"`` or ``"relu"``.
+      recurrent: ``"dense"`` (a matrix ``w_hh``, as torch) or ``"diagonal"`` (a
+        vector ``w_hh``; the cell is named ``"elman_tanh_diagonal"`` or
+        ``"elman_relu_diagonal"``).
 
     Returns:
-      A :class:`Cell` with :class:`CellParams` (``w_ih [H, I]``, ``w_hh [H, H]``,
-      ``b_ih [H]``, ``b_hh [H]``) and state :class:`HiddenState` (``h [*batch, H]``).
+      A :class:`Cell` with :class:`CellParams` (``w_ih [H, I]``, ``w_hh [H, H]``
+      or ``[H]`` for a diagonal cell, ``b_ih [H]``, ``b_hh [H]``) and state
+      :class:`HiddenState` (``h [*batch, H]``).
 
     Raises:
-      ValueError: unknown ``activation`` or a ``hidden_size`` that is not a positive int.
+      ValueError: unknown ``activation`` or ``recurrent``, or a ``hidden_size``
+        that is not a positive int.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -388,12 +514,18 @@ def elman(hidden_size: int, *, activation: str = "tanh") -> Cell:
       >>> state, y = cell.step(params, cell.initial_state((2,)), jnp.ones((2, 3)))
       >>> y.shape
       (2, 8)
+
+    References:
+      Li, Li, Cook, Zhu & Gao, "Independently recurrent neural network (IndRNN)", CVPR 2018.
+      Danieli, Rodriguez, Sarabia, Suau & Zappella, "ParaRNN: Unlocking parallel
+      training of nonlinear RNNs for large language models", 2025.
+      Gonzalez, Kozachkov, Zoltowski, Clarkson & Linderman, "Predictability
+      enables parallelization of nonlinear state space models", 2025.
     """
     hidden_size = check_positive_int(hidden_size, "hidden_size")
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}.")
-    kind = f"elman_{activation}"
-    return _linear_cell(kind, kind, hidden_size, lambda h: jnp.zeros((h,), jnp.float32))
+    return _linear_cell(f"elman_{activation}", hidden_size, lambda h: jnp.zeros((h,), jnp.float32), recurrent)
 
 
 def _forget_bias_init(forget_bias: float):
@@ -404,26 +536,39 @@ def _forget_bias_init(forget_bias: float):
     return bias_init
 
 
-def lstm(hidden_size: int, *, forget_bias: float = 1.0) -> Cell:
-    r"""The long short-term memory cell, as ``torch.nn.LSTM`` (gate order i, f, g, o).
+def lstm(hidden_size: int, *, forget_bias: float = 1.0, recurrent: str = "dense") -> Cell:
+    r"""The long short-term memory cell, as ``torch.nn.LSTM`` (gate order i, f, g, o), or its diagonal-recurrent variant.
 
     .. math::
         (a_i, a_f, a_g, a_o) &= W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh} \\
         i, f, o &= \sigma(a_i), \sigma(a_f), \sigma(a_o), \qquad g = \tanh(a_g) \\
         c_t &= f \odot c_{t-1} + i \odot g, \qquad h_t = o \odot \tanh(c_t), \qquad y_t = h_t
 
+    With ``recurrent="diagonal"`` each gate has one recurrent weight per unit,
+    :math:`a_k = W_{ik} x_t + b_{ik} + w_{hk} \odot h_{t-1} + b_{hk}` for
+    :math:`k = i, f, g, o`, so unit :math:`j`'s step reads only its own
+    :math:`(h_j, c_j)`: the step's Jacobian with respect to the state is
+    block-diagonal, one 2x2 block per unit (see :func:`elman`).
+
     Default initialisers: ``w_ih`` LeCun normal, ``w_hh`` an orthogonal block per
-    gate, ``b_hh`` zero, ``b_ih`` zero except the forget block, set to
+    gate (a diagonal ``w_hh`` uniform on :math:`[-0.9, 0.9]`, as for
+    :func:`elman`), ``b_hh`` zero, ``b_ih`` zero except the forget block, set to
     ``forget_bias`` (Jozefowicz et al., 2015: a forget bias of 1 helps gradients
     flow early in training).
 
     Args:
       hidden_size: H.
       forget_bias: initial value of the forget-gate block of ``b_ih``.
+      recurrent: ``"dense"`` (a matrix ``w_hh``, as torch) or ``"diagonal"`` (a
+        vector ``w_hh``; the cell is named ``"lstm_diagonal"``).
 
     Returns:
-      A :class:`Cell` with :class:`CellParams` (``w_ih [4H, I]``, ``w_hh [4H, H]``,
-      ``b_ih [4H]``, ``b_hh [4H]``) and state :class:`LSTMState` (``h, c [*batch, H]``).
+      A :class:`Cell` with :class:`CellParams` (``w_ih [4H, I]``, ``w_hh [4H, H]``
+      or ``[4H]`` for a diagonal cell, ``b_ih [4H]``, ``b_hh [4H]``) and state
+      :class:`LSTMState` (``h, c [*batch, H]``).
+
+    Raises:
+      ValueError: unknown ``recurrent`` or a ``hidden_size`` that is not a positive int.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -437,13 +582,15 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0) -> Cell:
       Hochreiter & Schmidhuber, "Long short-term memory", 1997.
       Jozefowicz, Zaremba & Sutskever, "An empirical exploration of recurrent
       network architectures", ICML 2015.
+      Danieli et al., "ParaRNN: Unlocking parallel training of nonlinear RNNs
+      for large language models", 2025.
     """
     hidden_size = check_positive_int(hidden_size, "hidden_size")
-    return _linear_cell("lstm", "lstm", hidden_size, _forget_bias_init(float(forget_bias)))
+    return _linear_cell("lstm", hidden_size, _forget_bias_init(float(forget_bias)), recurrent)
 
 
-def gru(hidden_size: int) -> Cell:
-    r"""The gated recurrent unit in its cuDNN / PyTorch form (gate order r, z, n).
+def gru(hidden_size: int, *, recurrent: str = "dense") -> Cell:
+    r"""The gated recurrent unit in its cuDNN / PyTorch form (gate order r, z, n), or its diagonal-recurrent variant.
 
     The reset gate multiplies the recurrent projection *after* the matmul:
 
@@ -453,15 +600,27 @@ def gru(hidden_size: int) -> Cell:
         n &= \tanh(W_{in} x_t + b_{in} + r \odot (W_{hn} h_{t-1} + b_{hn})) \\
         h_t &= (1 - z) \odot n + z \odot h_{t-1}, \qquad y_t = h_t
 
+    With ``recurrent="diagonal"`` the recurrent weights are one per gate and
+    unit: :math:`W_{hk} h_{t-1}` becomes :math:`w_{hk} \odot h_{t-1}` for
+    :math:`k = r, z, n`, so each unit's step reads its own state alone and the
+    step's Jacobian with respect to the state is diagonal (see :func:`elman`).
+
     Default initialisers: ``w_ih`` LeCun normal, ``w_hh`` an orthogonal block per
-    gate, biases zero.
+    gate (a diagonal ``w_hh`` uniform on :math:`[-0.9, 0.9]`, as for
+    :func:`elman`), biases zero.
 
     Args:
       hidden_size: H.
+      recurrent: ``"dense"`` (a matrix ``w_hh``, as torch) or ``"diagonal"`` (a
+        vector ``w_hh``; the cell is named ``"gru_diagonal"``).
 
     Returns:
-      A :class:`Cell` with :class:`CellParams` (``w_ih [3H, I]``, ``w_hh [3H, H]``,
-      ``b_ih [3H]``, ``b_hh [3H]``) and state :class:`HiddenState` (``h [*batch, H]``).
+      A :class:`Cell` with :class:`CellParams` (``w_ih [3H, I]``, ``w_hh [3H, H]``
+      or ``[3H]`` for a diagonal cell, ``b_ih [3H]``, ``b_hh [3H]``) and state
+      :class:`HiddenState` (``h [*batch, H]``).
+
+    Raises:
+      ValueError: unknown ``recurrent`` or a ``hidden_size`` that is not a positive int.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxrnn as jr
@@ -470,12 +629,16 @@ def gru(hidden_size: int) -> Cell:
       >>> state, y = cell.step(params, cell.initial_state(), jnp.ones(2))
       >>> y.shape
       (8,)
+      >>> jr.gru(8, recurrent="diagonal").init(jax.random.PRNGKey(0), input_size=2).w_hh.shape
+      (24,)
 
     References:
       Cho et al., "Learning phrase representations using RNN encoder-decoder", 2014.
+      Danieli et al., "ParaRNN: Unlocking parallel training of nonlinear RNNs
+      for large language models", 2025.
     """
     hidden_size = check_positive_int(hidden_size, "hidden_size")
-    return _linear_cell("gru", "gru", hidden_size, lambda h: jnp.zeros((3 * h,), jnp.float32))
+    return _linear_cell("gru", hidden_size, lambda h: jnp.zeros((3 * h,), jnp.float32), recurrent)
 
 
 def _layer_norm(a: Array, scale: Array, eps: float) -> Array:
@@ -521,7 +684,7 @@ def layer_norm_lstm(hidden_size: int, *, forget_bias: float = 1.0, eps: float = 
       Ba, Kiros & Hinton, "Layer normalization", 2016.
     """
     hidden_size = check_positive_int(hidden_size, "hidden_size")
-    check_input, check_state = _param_checkers("layer_norm_lstm", 4, hidden_size)
+    check_input, check_state, _ = _param_checkers("layer_norm_lstm", 4, hidden_size)
     bias_init = _forget_bias_init(float(forget_bias))
 
     def init(key: Array, input_size: int, dtype=None) -> LayerNormLSTMParams:

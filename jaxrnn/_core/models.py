@@ -219,6 +219,8 @@ _DOC_OPTIONS = """
       dropout: rate on the inputs of every layer but the first; active only when
         ``apply`` gets a ``key``.
       residual: add each layer's input to its output (layers after the first).
+      recurrent: ``"dense"`` (torch's cells) or ``"diagonal"`` (one recurrent
+        weight per gate and unit; see :func:`jaxrnn.elman`).
       time_major: default layout ``[T, B, I]`` (PyTorch's ``batch_first=False``).
 
     Returns:
@@ -238,16 +240,22 @@ def LSTM(
     residual: bool = False,
     layer_norm: bool = False,
     forget_bias: float = 1.0,
+    recurrent: str = "dense",
     time_major: bool = False,
 ) -> StackedRNN:
     """A stack of LSTM layers (:func:`jaxrnn.lstm`, or :func:`jaxrnn.layer_norm_lstm`
     with ``layer_norm=True``), the counterpart of ``torch.nn.LSTM``.
     """
+    if layer_norm and recurrent != "dense":
+        raise ValueError(
+            f"layer_norm=True has only a dense recurrence (jr.layer_norm_lstm), got recurrent={recurrent!r}; "
+            f"use recurrent='dense' or layer_norm=False."
+        )
 
     def make(h: int) -> Cell:
         if layer_norm:
             return _cells.layer_norm_lstm(h, forget_bias=forget_bias)
-        return _cells.lstm(h, forget_bias=forget_bias)
+        return _cells.lstm(h, forget_bias=forget_bias, recurrent=recurrent)
 
     return _stack(
         make,
@@ -271,11 +279,12 @@ def GRU(
     merge: str = "concat",
     dropout: float = 0.0,
     residual: bool = False,
+    recurrent: str = "dense",
     time_major: bool = False,
 ) -> StackedRNN:
     """A stack of GRU layers (:func:`jaxrnn.gru`), the counterpart of ``torch.nn.GRU``."""
     return _stack(
-        _cells.gru,
+        lambda h: _cells.gru(h, recurrent=recurrent),
         input_size,
         hidden_size,
         num_layers,
@@ -297,13 +306,14 @@ def RNN(
     merge: str = "concat",
     dropout: float = 0.0,
     residual: bool = False,
+    recurrent: str = "dense",
     time_major: bool = False,
 ) -> StackedRNN:
     """A stack of Elman layers (:func:`jaxrnn.elman` with ``activation`` "tanh" or
     "relu"), the counterpart of ``torch.nn.RNN``.
     """
     return _stack(
-        lambda h: _cells.elman(h, activation=activation),
+        lambda h: _cells.elman(h, activation=activation, recurrent=recurrent),
         input_size,
         hidden_size,
         num_layers,

@@ -171,6 +171,13 @@ def _check_convertible(model) -> tuple:
             "to_torch cannot convert layer-normalised LSTM cells (jr.LSTM(..., layer_norm=True)): "
             "torch.nn.LSTM has no layer normalisation."
         )
+    for name in names:
+        dense = name.removesuffix("_diagonal")
+        if name != dense and dense in _TORCH_KINDS:
+            raise ValueError(
+                f"to_torch cannot convert {name!r} cells (recurrent='diagonal'): their w_hh holds one weight "
+                f"per gate and unit, but torch.nn.{_TORCH_KINDS[dense][0]}'s weight_hh is a dense matrix."
+            )
     unknown = sorted(set(names) - set(_TORCH_KINDS))
     if unknown:
         raise ValueError(f"to_torch converts cells {sorted(_TORCH_KINDS)}, got {unknown[0]!r}.")
@@ -217,7 +224,8 @@ def to_torch(model, params):
       TypeError: ``model`` is not a :class:`jaxrnn.StackedRNN`; params that are
         not floating arrays of one dtype.
       ValueError: a model torch cannot represent: layer-normalised LSTM cells,
-        other cells than LSTM, GRU and Elman, different hidden sizes per layer,
+        diagonal-recurrent cells (``recurrent="diagonal"``), other cells than
+        LSTM, GRU and Elman, different hidden sizes per layer,
         bidirectional layers with ``merge="sum"``, or ``residual=True`` with more
         than one layer; params whose structure or shapes do not match the model.
 
