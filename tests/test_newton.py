@@ -161,6 +161,10 @@ def test_a_diverging_deer_reports_failure_instead_of_returning_it():
     with pytest.warns(UserWarning, match="DEER stopped after"):
         ys, _, info = jr.rnn(cell, params, xs[0], solver="deer", return_info=True)
     assert not bool(info.converged) and not np.isfinite(float(info.residual))
+    # Damping was made for this case; here it does not rescue it (docs/time-loop.md says so).
+    with pytest.warns(UserWarning, match="ELK stopped after 50 iterations"):
+        _, _, info = jr.rnn(cell, params, xs[0], solver=jr.ELK(max_iters=50), return_info=True)
+    assert not bool(info.converged) and float(info.residual) > 0.1
 
 
 def test_float32_warm_start_jit_and_vmap():
