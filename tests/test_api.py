@@ -234,6 +234,25 @@ def test_train_command_takes_a_users_csv_series(tmp_path):
             ["train", "--task", "adding", "--cell", "rnn", "--out", "unused"],
             "--cell must be one of lstm, gru, elman_tanh, elman_relu, layer_norm_lstm, lstm_diagonal, gru_diagonal, mingru, minlstm, lru, got 'rnn'",
         ),
+        (
+            ["train", "--task", "adding", "--solver", "newton", "--out", "unused"],
+            "jaxrnn train: error: --solver must be one of sequential, parallel, deer, quasi-deer, elk, quasi-elk, "
+            "got 'newton'",
+        ),
+        (
+            ["compare", "--cells", "gru", "--solver", "parallel", "--out", "unused"],
+            "jaxrnn compare: error: --solver parallel scans a linear recurrence, which --cell gru does not have",
+        ),
+        (
+            ["train", "--task", "adding", "--newton-tol", "1e-3", "--out", "unused"],
+            "--newton-tol set a Newton solver's options, but the run has no --solver; "
+            "add --solver deer | quasi-deer | elk | quasi-elk",
+        ),
+        (
+            ["train", "--task", "adding", "--solver", "elk", "--newton-tol", "-1", "--out", "unused"],
+            "--newton-tol must",
+        ),
+        (["sweep", "--solver", "elk", "--newton-max-iters", "0", "--out", "unused"], "--newton-max-iters must"),
     ],
 )
 def test_training_commands_report_bad_input_without_a_traceback(capsys, tmp_path, monkeypatch, argv, message):

@@ -255,6 +255,27 @@ def test_main_train_usage_errors(tmp_path, capsys, monkeypatch, argv, message):
     assert err.startswith("jaxrnn train: error: " + message)
 
 
+def test_main_train_newton_solver_trains_as_the_sequential_scan(tmp_path, capsys, monkeypatch):
+    # Newton's method run to its tolerance finds the scan's trajectory, and its implicit
+    # gradient is the BPTT one: the first loss of a Newton run of a nonlinear cell, and
+    # the validation MSE after that update, agree with the scan's to float32 rounding.
+    monkeypatch.setattr(trainer, "_plot", lambda *args: None)  # the curves are not what is tested
+    argv = ["--task", "adding", "--cell", "elman_tanh", "--hidden", "4", "--length", "3", "--batch-size", "4"]
+    argv += ["--steps", "1"]
+    metrics = {}
+    for solver in ("sequential", "quasi-deer"):
+        out = tmp_path / solver
+        assert _main([*argv, "--solver", solver, "--out", str(out)], None, capsys) == (0, "")
+        assert json.loads((out / "config.json").read_text())["solver"] == solver
+        metrics[solver] = [r["loss"] for r in _records(out, "train")] + [r["mse"] for r in _records(out, "val")]
+    assert len(metrics["quasi-deer"]) == 2 and np.isfinite(metrics["quasi-deer"]).all()
+    np.testing.assert_allclose(metrics["quasi-deer"], metrics["sequential"], rtol=1e-5)
+
+    # The solver is part of the run's config: resuming with another one is refused, as for any option.
+    code, err = _main([*argv, "--solver", "deer", "--out", str(tmp_path / "quasi-deer")], None, capsys)
+    assert code == 2 and "holds another run" in err and "solver='quasi-deer'" in err
+
+
 def test_main_tasks_lists_names_summaries_and_defaults():
     out = io.StringIO()
     assert cli.main_tasks({"linear": _task()}, out=out) == 0

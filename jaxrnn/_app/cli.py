@@ -132,13 +132,17 @@ _TRAIN_HELPS = {
     "text": "a UTF-8 text file to model (charlm)",
     "data": "your CSV file: a numeric series (series) or label,text rows (text)",
     "column": "the series' column, by header name or 0-based index (series)",
+    "solver": "how the recurrent layers cover time in training and evaluation: sequential, parallel (a cell "
+    f"with a linear recurrence) or a Newton solver for any cell, {', '.join(options.NEWTON_SOLVERS)}",
+    "newton_max_iters": "the most iterations of a Newton --solver",
+    "newton_tol": "a Newton --solver stops once no step's residual exceeds it",
 }
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``jaxrnn train`` to ``parser``; flags left out stay None."""
     parser.add_argument("--task", help=f"the task to train on (see `jaxrnn tasks`; default {options.DEFAULT_TASK})")
-    options.add_flag_arguments(parser, {key: f"{text} (default: the task's)" for key, text in _TRAIN_HELPS.items()})
+    options.add_flag_arguments(parser, _TRAIN_HELPS)
     parser.add_argument(
         "--config",
         type=pathlib.Path,

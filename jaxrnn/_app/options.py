@@ -4,6 +4,8 @@ the usage error, and the extra they need installed.
 ``jaxrnn train``, ``sweep`` and ``compare`` set the same config keys from the same
 flags (:data:`FLAGS`); a value that cannot start a run is a :class:`RunError`,
 which the command prints as ``jaxrnn COMMAND: error: ...`` with exit status 2.
+A flag left out leaves its key out of the config, so the task's default holds, or
+for the keys of :data:`LIBRARY_DEFAULTS`, which no task sets, the library's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
+from jaxrnn._core import newton, strategy
 from jaxrnn._core.checks import check_positive_int
 from jaxrnn.train import _parallel
 
@@ -41,8 +46,30 @@ FLAGS = {
     "text": str,
     "data": str,
     "column": str,
+    "solver": str,
+    "newton_max_iters": int,
+    "newton_tol": float,
 }
-POSITIVE = ("hidden", "layers", "steps", "batch_size", "length", "eval_every", "window", "num_symbols")
+POSITIVE = (
+    "hidden",
+    "layers",
+    "steps",
+    "batch_size",
+    "length",
+    "eval_every",
+    "window",
+    "num_symbols",
+    "newton_max_iters",
+)
+# What --solver takes: jr.rnn's solver names, the sequential and parallel scans then the Newton solvers.
+NEWTON_SOLVERS = tuple(newton.NEWTON_NAMES)
+SOLVERS = strategy.SOLVERS + NEWTON_SOLVERS
+# The config keys no task sets, with the default that holds without them (a help's "default: ...").
+LIBRARY_DEFAULTS = {
+    "solver": "jr.rnn's: parallel for a cell with a linear recurrence, else sequential",
+    "newton_max_iters": f"the solver's, {newton.DEER().max_iters}",
+    "newton_tol": f"the solver's, {newton.default_tol(np.float32):g} for the tasks' float32",
+}
 
 
 class RunError(ValueError):
@@ -117,15 +144,19 @@ def flag_overrides(args: argparse.Namespace, *, skip: tuple = ()) -> dict:
 
 
 def add_flag_arguments(parser: argparse.ArgumentParser, helps: dict, *, skip: tuple = ()) -> None:
-    """One option per config key of :data:`FLAGS` but ``skip``, None when not given; ``helps[key]`` its help."""
+    """One option per config key of :data:`FLAGS` but ``skip``, None when not given.
+
+    Its help is ``helps[key]`` and the default: the task's, or :data:`LIBRARY_DEFAULTS`.
+    """
     for key, kind in FLAGS.items():
         if key not in skip:
+            default = LIBRARY_DEFAULTS.get(key, "the task's")
             parser.add_argument(
                 option(key),
                 type=kind,
                 default=None,
                 metavar="FILE" if key in ("text", "data") else None,
-                help=helps[key],
+                help=f"{helps[key]} (default: {default})",
             )
 
 

@@ -339,7 +339,7 @@ def _add_shared_arguments(parser: argparse.ArgumentParser, varied: str, kind: st
     parser.add_argument("--task", help=f"the task (see `jaxrnn tasks`; default {options.DEFAULT_TASK})")
     options.add_flag_arguments(
         parser,
-        {key: f"{key.replace('_', ' ')} for every run (default: the task's)" for key in options.FLAGS},
+        {key: f"{key.replace('_', ' ')} for every run" for key in options.FLAGS},
         skip=(varied,),
     )
     parser.add_argument(

@@ -91,7 +91,9 @@ class StreamParams(NamedTuple):
     readout: Any  # head.init(key, model.output_size): ReadoutParams
 
 
-def stream_forward(model, head, params: StreamParams, xs: Array, carry: Any = None, *, key: Array | None = None):
+def stream_forward(
+    model, head, params: StreamParams, xs: Array, carry: Any = None, *, key: Array | None = None, solver: Any = None
+):
     """Run one chunk from ``carry`` and return the state to carry to the next chunk.
 
     The returned state has its gradient stopped (``jax.lax.stop_gradient``), so a
@@ -105,6 +107,7 @@ def stream_forward(model, head, params: StreamParams, xs: Array, carry: Any = No
       xs: ``[B, L, I]`` inputs of this chunk.
       carry: the states returned for the previous chunk; None (zeros) for the first.
       key: dropout key, or None for no dropout.
+      solver: how the layers cover time, as in :func:`jaxrnn.rnn` (None: its default).
 
     Returns:
       ``(outputs [B, L, O], carry)``.
@@ -121,7 +124,7 @@ def stream_forward(model, head, params: StreamParams, xs: Array, carry: Any = No
       >>> bool(jnp.allclose(jnp.concatenate([out_a, out_b], axis=1), whole, atol=1e-5))
       True
     """
-    ys, finals = model.apply(params.rnn, xs, key=key, state=carry)
+    ys, finals = model.apply(params.rnn, xs, key=key, state=carry, solver=solver)
     return head.apply(params.readout, ys), jax.lax.stop_gradient(finals)
 
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import jaxrnn as jr
 from jaxrnn import data, train
-from jaxrnn._app.tasks.base import SHARED, Setup, Task, generated_setup, int_option, last_step, model, stream_seed
+from jaxrnn._app.tasks.base import (
+    SHARED,
+    Setup,
+    Task,
+    generated_setup,
+    int_option,
+    last_step,
+    model,
+    solver_option,
+    stream_seed,
+)
 
 
 def build(config: dict) -> Setup:
@@ -12,7 +22,7 @@ def build(config: dict) -> Setup:
     rnn = model(config, 2)
     seed, batch_size = config["seed"], config["batch_size"]
     head = jr.readout(1)
-    forward = last_step(rnn, head)
+    forward = last_step(rnn, head, solver_option(config, rnn))
 
     def batch(stream: int, index: int, size: int) -> dict:
         xs, targets = data.adding(stream_seed(seed, stream, index), size, length)

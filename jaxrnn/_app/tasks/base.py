@@ -10,7 +10,9 @@ with their metrics, and the final report. The interface is fixed in
 
 Every task reads the same shared config keys: ``cell`` (a name of
 :data:`jaxrnn._app.cells.CELLS`), ``hidden``, ``layers``, ``steps``, ``batch_size``,
-``learning_rate``, ``seed`` and ``eval_every``; some add their own (``length``,
+``learning_rate``, ``seed`` and ``eval_every``, and the optional ``solver``,
+``newton_max_iters`` and ``newton_tol`` (:func:`solver_option`, which every
+``model.apply`` of training and evaluation gets); some add their own (``length``,
 ``delay``, ``num_symbols``, ``window``). ``build`` checks the values it uses and
 raises a ``ValueError`` that names the command-line option (``--batch-size`` for
 ``batch_size``).
@@ -25,6 +27,7 @@ same with ``jax_enable_x64`` on or off.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -36,7 +39,8 @@ import numpy as np
 import jaxrnn as jr
 from jaxrnn import train
 from jaxrnn._app import cells
-from jaxrnn._app.options import option
+from jaxrnn._app.options import SOLVERS, option
+from jaxrnn._core import newton
 from jaxrnn._core.checks import check_positive_int
 
 # The dtype of every task's parameters, inputs and carried state.
@@ -100,6 +104,49 @@ def model(config: dict, input_size: int) -> jr.StackedRNN:
     return cells.stack(config["cell"], input_size, int_option(config, "hidden"), int_option(config, "layers"))
 
 
+def solver_option(config: dict, rnn: jr.StackedRNN) -> Any:
+    """The ``solver`` of ``rnn.apply`` that ``config`` asks for, after checking it.
+
+    Returns:
+      None without ``config["solver"]`` (:func:`jaxrnn.rnn`'s default); its name; or,
+      with ``newton_max_iters`` or ``newton_tol``, the Newton solver with them
+      (``jr.QuasiDEER(max_iters=..., tol=...)``).
+
+    Raises:
+      ValueError: naming the flag: an unknown solver, ``"parallel"`` for a cell
+        without a linear recurrence, Newton options without a Newton solver, or
+        out of range.
+    """
+    name = config.get("solver")
+    if name is not None and name not in SOLVERS:
+        raise ValueError(f"--solver must be one of {', '.join(SOLVERS)}, got {name!r}")
+    if name == "parallel" and any(cell.recurrence is None for cell in rnn.cells):
+        linear = [cell for cell, make in cells.CELLS.items() if make(1).recurrence is not None]
+        raise ValueError(
+            f"--solver parallel scans a linear recurrence, which --cell {config['cell']} does not have; "
+            f"use a cell with one ({', '.join(linear)}), --solver sequential, or a Newton solver "
+            f"({', '.join(newton.NEWTON_NAMES)})"
+        )
+    given = [key for key in ("newton_max_iters", "newton_tol") if config.get(key) is not None]
+    if not given:
+        return name
+    if name not in newton.NEWTON_NAMES:
+        has = "no --solver" if name is None else f"--solver {name}"
+        raise ValueError(
+            f"{' and '.join(map(option, given))} set a Newton solver's options, but the run has {has}; "
+            f"add --solver {' | '.join(newton.NEWTON_NAMES)}"
+        )
+    settings: dict[str, Any] = {}
+    if "newton_max_iters" in given:
+        settings["max_iters"] = int_option(config, "newton_max_iters")
+    if "newton_tol" in given:
+        tol = config["newton_tol"]
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"--newton-tol must be a finite number >= 0, got {tol!r}")
+        settings["tol"] = float(tol)
+    return newton.NEWTON_NAMES[name](**settings)
+
+
 def data_path(config: dict, task: str) -> str:
     """``config["data"]``, the user's file, else a ValueError asking for ``--data FILE``."""
     path = config.get("data")
@@ -121,11 +168,11 @@ def init(model: jr.StackedRNN, head: jr.Readout) -> Callable[[jax.Array], Params
     return init_params
 
 
-def last_step(model: jr.StackedRNN, head: jr.Readout) -> Callable[[Params, jax.Array], jax.Array]:
-    """``forward(params, xs [B, T, I]) -> [B, O]``, the readout of the last step's output."""
+def last_step(model: jr.StackedRNN, head: jr.Readout, solver: Any) -> Callable[[Params, jax.Array], jax.Array]:
+    """``forward(params, xs [B, T, I]) -> [B, O]``, the readout of the last step's output, with ``solver``."""
 
     def forward(params: Params, xs: jax.Array) -> jax.Array:
-        ys, _ = model.apply(params.rnn, xs)
+        ys, _ = model.apply(params.rnn, xs, solver=solver)
         return head.apply(params.head, ys[:, -1])
 
     return forward

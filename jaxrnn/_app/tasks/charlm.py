@@ -20,7 +20,7 @@ import numpy as np
 
 import jaxrnn as jr
 from jaxrnn import data, train
-from jaxrnn._app.tasks.base import DTYPE, SHARED, Params, Setup, Task, init, int_option, model
+from jaxrnn._app.tasks.base import DTYPE, SHARED, Params, Setup, Task, init, int_option, model, solver_option
 
 # The stream's split, in order: the first 90% trains, the next 5% validates, the last 5% tests.
 SPLIT = (0.9, 0.05)
@@ -50,8 +50,8 @@ def _rows(tokens: np.ndarray, length: int) -> np.ndarray:
     return tokens[: count * (len(tokens) // count)].reshape(count, -1)
 
 
-def _bpc_fn(rnn, head) -> Callable[[Params, dict], dict]:
-    """Bits per character of next-character prediction over whole rows ``[R, M]``.
+def _bpc_fn(rnn, head, solver) -> Callable[[Params, dict], dict]:
+    """Bits per character of next-character prediction over whole rows ``[R, M]``, with ``solver``.
 
     One pass over a row equals carrying the state across its chunks
     (:func:`jaxrnn.train.stream_forward`), without the chunk loop.
@@ -60,7 +60,7 @@ def _bpc_fn(rnn, head) -> Callable[[Params, dict], dict]:
     def eval_fn(params: Params, batch: dict) -> dict:
         tokens = batch["tokens"]
         xs = jax.nn.one_hot(tokens[:, :-1], rnn.input_size, dtype=DTYPE)
-        ys, _ = rnn.apply(params.rnn, xs)
+        ys, _ = rnn.apply(params.rnn, xs, solver=solver)
         return {"bpc": train.cross_entropy(head.apply(params.head, ys), tokens[:, 1:]) / math.log(2)}
 
     return eval_fn
@@ -117,6 +117,7 @@ def build(config: dict) -> Setup:
     vocab = data.CharVocab.from_text(text)
     tokens = vocab.encode(text)
     rnn, head, init_params = charlm_model(config, vocab.size)
+    solver = solver_option(config, rnn)
     batch_size = config["batch_size"]
     n_train = int(SPLIT[0] * len(tokens))
     n_val = int(SPLIT[1] * len(tokens))
@@ -134,7 +135,7 @@ def build(config: dict) -> Setup:
             f"5% with at least 2 characters each; use a longer text"
         )
     chunks = np.asarray(train.stream_chunks(splits[0], batch_size, length))  # [num_chunks, B, L + 1]
-    eval_fn = _bpc_fn(rnn, head)
+    eval_fn = _bpc_fn(rnn, head, solver)
     prompt = vocab.decode(splits[2][:PROMPT])
 
     def train_batch(step: int) -> dict:
@@ -146,7 +147,9 @@ def build(config: dict) -> Setup:
         carry = jax.tree_util.tree_map(lambda c: jnp.where(batch["reset"], jnp.zeros_like(c), c), carry)
         tokens = batch["tokens"]
         xs = jax.nn.one_hot(tokens[:, :-1], vocab.size, dtype=DTYPE)
-        logits, carry = train.stream_forward(rnn, head, train.StreamParams(params.rnn, params.head), xs, carry)
+        logits, carry = train.stream_forward(
+            rnn, head, train.StreamParams(params.rnn, params.head), xs, carry, solver=solver
+        )
         return train.cross_entropy(logits, tokens[:, 1:]), carry
 
     def report(params: Params, out_dir) -> dict:

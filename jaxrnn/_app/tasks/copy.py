@@ -6,7 +6,7 @@ import math
 
 import jaxrnn as jr
 from jaxrnn import data, train
-from jaxrnn._app.tasks.base import SHARED, Setup, Task, generated_setup, int_option, model, stream_seed
+from jaxrnn._app.tasks.base import SHARED, Setup, Task, generated_setup, int_option, model, solver_option, stream_seed
 
 
 def build(config: dict) -> Setup:
@@ -14,6 +14,7 @@ def build(config: dict) -> Setup:
     delay = int_option(config, "delay")
     num_symbols = int_option(config, "num_symbols")
     rnn = model(config, num_symbols + 2)
+    solver = solver_option(config, rnn)
     seed, batch_size = config["seed"], config["batch_size"]
     head = jr.readout(num_symbols + 1)  # the blank and the symbols; the delimiter is never a target
 
@@ -22,7 +23,7 @@ def build(config: dict) -> Setup:
         return {"xs": xs, "targets": targets, "mask": mask}
 
     def logits(params, xs):
-        ys, _ = rnn.apply(params.rnn, xs)
+        ys, _ = rnn.apply(params.rnn, xs, solver=solver)
         return head.apply(params.head, ys)
 
     def loss_fn(params, batch, rng):

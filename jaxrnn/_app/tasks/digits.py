@@ -8,7 +8,7 @@ import numpy as np
 
 import jaxrnn as jr
 from jaxrnn import data, train
-from jaxrnn._app.tasks.base import SHARED, Setup, Task, init, last_step, minibatch, model
+from jaxrnn._app.tasks.base import SHARED, Setup, Task, init, last_step, minibatch, model, solver_option
 from jaxrnn._app.tasks.classification import classification_report
 
 # The share of the digits' training split held out for validation.
@@ -25,7 +25,7 @@ def build(config: dict) -> Setup:
     fit = data.Labelled(digits.train.xs[:n_fit], digits.train.labels[:n_fit])
     val = data.Labelled(digits.train.xs[n_fit:], digits.train.labels[n_fit:])
     head = jr.readout(classes)
-    forward = last_step(rnn, head)
+    forward = last_step(rnn, head, solver_option(config, rnn))
 
     def train_batch(step: int) -> dict:
         indices = minibatch(seed, step, n_fit, batch_size)

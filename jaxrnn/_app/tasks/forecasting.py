@@ -8,7 +8,7 @@ import numpy as np
 import jaxrnn as jr
 from jaxrnn import data, train
 from jaxrnn._app import plotting
-from jaxrnn._app.tasks.base import Setup, init, last_step, minibatch, model
+from jaxrnn._app.tasks.base import Setup, init, last_step, minibatch, model, solver_option
 
 
 def series_setup(
@@ -19,7 +19,7 @@ def series_setup(
     seed, batch_size = config["seed"], config["batch_size"]
     std = splits.scaler.std
     head = jr.readout(1)
-    forward = last_step(rnn, head)
+    forward = last_step(rnn, head, solver_option(config, rnn))
 
     def as_batch(split, indices=slice(None)) -> dict:
         return {"xs": split.xs[indices], "targets": split.ys[indices]}

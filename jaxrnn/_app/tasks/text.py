@@ -28,6 +28,7 @@ from jaxrnn._app.tasks.base import (
     int_option,
     minibatch,
     model,
+    solver_option,
     stream_seed,
 )
 from jaxrnn._app.tasks.classification import classification_report
@@ -90,6 +91,7 @@ def build(config: dict) -> Setup:
     vocab = data.CharVocab.from_text("".join(labelled.texts[i] for i in parts[0]))
     input_size = vocab.size + 1  # the characters of the train split, and one id for any other
     rnn = model(config, input_size)
+    solver = solver_option(config, rnn)
     batch_size = config["batch_size"]
     ids, lengths = encode(vocab, labelled.texts, length)
 
@@ -104,7 +106,7 @@ def build(config: dict) -> Setup:
 
     def forward(params, batch):
         xs = jax.nn.one_hot(batch["ids"], input_size, dtype=DTYPE)
-        ys, _ = rnn.apply(params.rnn, xs, batch["lengths"])
+        ys, _ = rnn.apply(params.rnn, xs, batch["lengths"], solver=solver)
         # The output at each text's last character: the hidden state for the gated cells,
         # a readout of the state for others (lru), so not a field of the final state.
         last = jnp.take_along_axis(ys, batch["lengths"][:, None, None] - 1, axis=1)[:, 0]
