@@ -20,11 +20,12 @@ are exact, so :math:`T` iterations always suffice; in practice far fewer do.
   :math:`O(T N)` memory (Gonzalez et al., 2024). Exact Newton for a cell whose
   step Jacobian is block-diagonal by construction (``recurrent="diagonal"``, as
   in ParaRNN, Danieli et al., 2025), a quasi-Newton method otherwise.
-- :class:`ELK` and :class:`QuasiELK`: the same with Levenberg-Marquardt damping:
-  each iteration minimises
-  :math:`\sum_t \lVert s_t - J_t s_{t-1} - c_t \rVert^2 + \text{damping} \sum_t \lVert s_t - \bar s_t \rVert^2`,
-  a Kalman smoother whose observations are the current trajectory (Gonzalez et
-  al., 2024, "ELK"). ``damping=0`` is the undamped step.
+- :class:`ELK` and :class:`QuasiELK`: the same, damped for stability as in
+  Levenberg-Marquardt (Gonzalez et al., 2024, "ELK"): each iteration is a Kalman
+  filter of the linearised dynamics (unit process noise) that observes the current
+  trajectory with noise variance ``1 / damping``, its filtered means the next
+  trajectory, as the authors' implementation does. The observations keep a step
+  bounded where unstable Jacobians make DEER's overflow; ``damping=0`` is DEER's step.
 
 The gradient is implicit: at the converged trajectory the cotangents satisfy the
 BPTT equations, one reverse linear recurrence with the true step Jacobians
@@ -67,8 +68,9 @@ _ARGS = """
         None: zeros."""
 
 _DAMPING = """
-      damping: the initial weight of the pull towards the current trajectory,
-        a float >= 0, adapted as Levenberg-Marquardt does (0: undamped)."""
+      damping: the pull towards the current trajectory, a float >= 0: the
+        precision of the Kalman filter's observations of it (0: DEER's step;
+        the default 1e-8 is the authors' ``sigmasq = 1e8``)."""
 
 
 class DEER(NamedTuple):
@@ -102,7 +104,7 @@ class QuasiDEER(NamedTuple):
 class ELK(NamedTuple):
     max_iters: int = 100
     tol: float | None = None
-    damping: float = 1.0
+    damping: float = 1e-8
     guess: Any = None
 
     @property
@@ -113,7 +115,7 @@ class ELK(NamedTuple):
 class QuasiELK(NamedTuple):
     max_iters: int = 100
     tol: float | None = None
-    damping: float = 1.0
+    damping: float = 1e-8
     guess: Any = None
 
     @property
@@ -140,16 +142,17 @@ QuasiDEER.__doc__ = (
     + _ARGS
 )
 ELK.__doc__ = (
-    """DEER with Levenberg-Marquardt damping, each step a Kalman smoother (Gonzalez et al., NeurIPS 2024).
+    """DEER damped for stability, each step a Kalman filter (Gonzalez et al., NeurIPS 2024).
 
-    Pass it as ``jr.rnn(..., solver=jr.ELK(damping=...))`` (or ``"elk"``). The
-    smoother runs in order along time (not as a parallel scan).
+    Pass it as ``jr.rnn(..., solver=jr.ELK(damping=...))`` (or ``"elk"``). It
+    converges where unstable Jacobians make DEER's steps overflow. The filter
+    runs in order along time (not as a parallel scan).
 """
     + _ARGS
     + _DAMPING
 )
 QuasiELK.__doc__ = (
-    """Quasi-DEER with Levenberg-Marquardt damping (Gonzalez et al., NeurIPS 2024).
+    """Quasi-DEER damped for stability, each step a Kalman filter per unit (Gonzalez et al., NeurIPS 2024).
 
     Pass it as ``jr.rnn(..., solver=jr.QuasiELK(damping=...))`` (or ``"quasi-elk"``).
 """
@@ -427,55 +430,44 @@ def _apply(jac: Array, v: Array, jacobian: str) -> Array:
     return _matvec(jac, v.reshape(v.shape[:-2] + (-1,))).reshape(v.shape)
 
 
-def _kalman_smoother(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) -> Array:
-    r"""The minimiser of :math:`\sum_t \lVert s_t - a_t s_{t-1} - c_t \rVert^2 + \text{damping} \sum_t \lVert s_t - \bar s_t \rVert^2`.
+def _kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) -> Array:
+    r"""The filtered means of :math:`s_t = a_t s_{t-1} + c_t + w_t`, observed as :math:`\bar s_t = s_t + v_t`.
 
-    Vectors ``[T, *batch, M]``, matrices ``[T, *batch, M, M]``: a Kalman filter
-    with unit process noise and observations :math:`\bar s_t` of noise variance
-    ``1 / damping``, then the Rauch-Tung-Striebel smoother, both in order along time.
+    Unit process noise :math:`w_t`, observation noise :math:`v_t` of variance
+    ``1 / damping``, :math:`s_0` known. Vectors ``[T, *batch, M]``, matrices
+    ``[T, *batch, M, M]``; in order along time. The mean predicted for step 1 is
+    :math:`f(s_0)`, exact, and every filtered mean depends only on the steps before
+    it, as the sequential recurrence does.
     """
     eye = _eye_like(a[0])
     lam = jnp.asarray(damping, a.dtype)
 
-    def filter_step(carry, inp):
+    def step(carry, inp):
         m, p = carry
         a_t, c_t, y_t = inp
         m_pred = _matvec(a_t, m) + c_t
         p_pred = a_t @ p @ jnp.swapaxes(a_t, -1, -2) + eye
-        # gain = lam P (lam P + I)^-1, which is lam (lam P + I)^-1 P as they commute; 0 at damping 0
+        # gain = lam P (lam P + I)^-1 = lam (lam P + I)^-1 P (they commute); 0 at damping 0
         gain = lam * jnp.linalg.solve(lam * p_pred + eye, p_pred)
         m_new = m_pred + _matvec(gain, y_t - m_pred)
         p_new = p_pred - gain @ p_pred
-        p_new = 0.5 * (p_new + jnp.swapaxes(p_new, -1, -2))
-        return (m_new, p_new), (m_new, p_new, m_pred, p_pred)
+        return (m_new, 0.5 * (p_new + jnp.swapaxes(p_new, -1, -2))), m_new
 
-    p0 = jnp.zeros_like(eye)
-    _, (m, p, m_pred, p_pred) = lax.scan(filter_step, (s0, p0), (a, c, s_bar))
-
-    def smooth_step(m_next_smooth, inp):
-        m_t, p_t, a_next, m_pred_next, p_pred_next = inp
-        # G = P_t A_(t+1)^T P_pred_(t+1)^-1, all symmetric but A
-        gain = jnp.swapaxes(jnp.linalg.solve(p_pred_next, a_next @ p_t), -1, -2)
-        m_smooth = m_t + _matvec(gain, m_next_smooth - m_pred_next)
-        return m_smooth, m_smooth
-
-    inputs = (m[:-1], p[:-1], a[1:], m_pred[1:], p_pred[1:])
-    _, smoothed = lax.scan(smooth_step, m[-1], inputs, reverse=True)
-    return jnp.concatenate([smoothed, m[-1:]], axis=0)
+    return lax.scan(step, (s0, jnp.zeros_like(eye)), (a, c, s_bar))[1]
 
 
 def _damped_solve(jac: Array, c: Array, s_bar: Array, s0: Array, jacobian: str, damping: float) -> Array:
-    """One ELK step: the Kalman smoother on per-unit blocks or on full matrices; vectors ``[T, B, K, H]``."""
+    """One ELK step: the Kalman filter on per-unit blocks or on full matrices; vectors ``[T, B, K, H]``."""
     if jacobian == "diagonal":
 
         def units(v):
             return jnp.swapaxes(v, -1, -2)  # [..., H, K]
 
-        s = _kalman_smoother(jac, units(c), units(s_bar), units(s0), damping)
+        s = _kalman_filter(jac, units(c), units(s_bar), units(s0), damping)
         return jnp.swapaxes(s, -1, -2)
     shape = c.shape
     n = jac.shape[-1]
-    flat = _kalman_smoother(
+    flat = _kalman_filter(
         jac, c.reshape(shape[:2] + (n,)), s_bar.reshape(shape[:2] + (n,)), s0.reshape(shape[1:2] + (n,)), damping
     )
     return flat.reshape(shape)
@@ -484,10 +476,8 @@ def _damped_solve(jac: Array, c: Array, s_bar: Array, s0: Array, jacobian: str, 
 def solve(solver, problem: _Problem, s0_v: Array, guess_v: Array | None):
     """Newton's iterations from ``guess_v`` (zeros if None): ``(states [T, B, K, H], iterations, residual, converged)``.
 
-    A damped solver adapts its damping as Levenberg-Marquardt does: a step that
-    lowers the sum of squared residuals is taken and the damping divided by
-    :data:`_SOFTEN`; one that does not is refused and the damping multiplied by
-    :data:`_STIFFEN`. Both count as iterations.
+    A damped solver's step is :func:`_kalman_filter` of the linearised dynamics
+    observing the current trajectory.
     """
     jacobian, damped = solver.jacobian, float(solver.damping) > 0
     dtype = s0_v.dtype
@@ -497,41 +487,27 @@ def solve(solver, problem: _Problem, s0_v: Array, guess_v: Array | None):
 
     def linearise(s_v):
         f, jac = problem.linearise(_shift(s_v, s0_v), jacobian)
-        r = s_v - f
-        return f, jac, jnp.max(jnp.abs(r), initial=jnp.zeros((), dtype)), jnp.sum(r * r)
+        return f, jac, jnp.max(jnp.abs(s_v - f), initial=jnp.zeros((), dtype))
 
     def iterate(carry):
-        k, s_v, f, jac, r, merit, damping = carry
+        k, s_v, f, jac, _ = carry
         prev = _shift(s_v, s0_v)
         c = f - _apply(jac, prev, jacobian)
         if damped:
-            s_new = _damped_solve(jac, c, s_v, s0_v, jacobian, damping)
+            s_new = _damped_solve(jac, c, s_v, s0_v, jacobian, solver.damping)
         elif jacobian == "diagonal":
             s_new = _blocks_scan(jac, c, s0_v)
         else:
             s_new = _full_scan(jac, c, s0_v)
-        new = (s_new,) + linearise(s_new)
-        if not damped:
-            return (k + 1,) + new + (damping,)
-        better = new[-1] < merit
-        kept = tree_map(lambda n, o: jnp.where(better, n, o), new, (s_v, f, jac, r, merit))
-        damping = jnp.where(better, damping / _SOFTEN, damping * _STIFFEN)
-        return (k + 1,) + kept + (damping,)
+        return (k + 1, s_new) + linearise(s_new)
 
     def again(carry):
         k, r = carry[0], carry[4]
         return jnp.logical_and(k < solver.max_iters, r > tol)  # False on a NaN residual: it stops
 
-    damping = jnp.asarray(solver.damping, dtype)
-    start = (jnp.zeros((), jnp.int32), s_v) + linearise(s_v) + (damping,)
-    k, s_v, _, _, r, _, _ = lax.while_loop(again, iterate, start)
+    start = (jnp.zeros((), jnp.int32), s_v) + linearise(s_v)
+    k, s_v, _, _, r = lax.while_loop(again, iterate, start)
     return s_v, k, r, r <= tol
-
-
-# Levenberg-Marquardt's damping updates (Nocedal & Wright, 2006, ch. 10): soften after a step that
-# lowers the residuals, stiffen after one that does not.
-_SOFTEN = 3.0
-_STIFFEN = 2.0
 
 
 class NewtonSteps(NamedTuple):
