@@ -190,6 +190,20 @@ def test_float32_warm_start_jit_and_vmap():
     np.testing.assert_allclose(mapped, want, rtol=1e-4, atol=1e-4)
 
 
+def test_the_associative_kalman_filter_equals_the_in_order_one(monkeypatch):
+    """ELK's step off the CPU (an associative scan of filter elements) against the in-order filter, float64."""
+    keys = jax.random.split(jax.random.PRNGKey(4), 4)
+    a = 1.5 * jax.random.normal(keys[0], (STEPS, BATCH, 2, 2), jnp.float64)
+    c, s_bar = (jax.random.normal(k, (STEPS, BATCH, 2), jnp.float64) for k in keys[1:3])
+    s0 = jax.random.normal(keys[3], (BATCH, 2), jnp.float64)
+    filters = {damping: jax.jit(lambda *args, d=damping: newton._kalman_filter(*args, d)) for damping in (0.5,)}
+    want = {damping: f(a, c, s_bar, s0) for damping, f in filters.items()}
+    monkeypatch.setattr(associative, "_DEFAULT_METHOD", {})
+    for damping in filters:
+        got = jax.jit(lambda *args, d=damping: newton._kalman_filter(*args, d))(a, c, s_bar, s0)
+        np.testing.assert_allclose(got, want[damping], rtol=1e-10, atol=1e-10)
+
+
 def _message(fn):
     with pytest.raises((ValueError, TypeError)) as info:
         fn()

@@ -145,8 +145,8 @@ ELK.__doc__ = (
     """DEER damped for stability, each step a Kalman filter (Gonzalez et al., NeurIPS 2024).
 
     Pass it as ``jr.rnn(..., solver=jr.ELK(damping=...))`` (or ``"elk"``). It
-    converges where unstable Jacobians make DEER's steps overflow. The filter
-    runs in order along time (not as a parallel scan).
+    converges where unstable Jacobians make DEER's steps overflow. The filter is
+    an associative scan (in order on the CPU).
 """
     + _ARGS
     + _DAMPING
@@ -435,10 +435,13 @@ def _kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) 
 
     Unit process noise :math:`w_t`, observation noise :math:`v_t` of variance
     ``1 / damping``, :math:`s_0` known. Vectors ``[T, *batch, M]``, matrices
-    ``[T, *batch, M, M]``; in order along time. The mean predicted for step 1 is
+    ``[T, *batch, M, M]``; in order along time on the CPU, elsewhere as an
+    associative scan (:func:`_associative_kalman_filter`). The mean predicted for step 1 is
     :math:`f(s_0)`, exact, and every filtered mean depends only on the steps before
     it, as the sequential recurrence does.
     """
+    if associative.default_method() == "associative":
+        return _associative_kalman_filter(a, c, s_bar, s0, damping)
     eye = _eye_like(a[0])
     lam = jnp.asarray(damping, a.dtype)
 
@@ -454,6 +457,50 @@ def _kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) 
         return (m_new, 0.5 * (p_new + jnp.swapaxes(p_new, -1, -2))), m_new
 
     return lax.scan(step, (s0, jnp.zeros_like(eye)), (a, c, s_bar))[1]
+
+
+def _associative_kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) -> Array:
+    r""":func:`_kalman_filter` as an associative scan (Särkkä & García-Fernández, 2021): depth :math:`O(\log T)`.
+
+    Each step is the element :math:`(A, b, C, \eta, J)` of the filter conditioned
+    on the previous state; with unit process noise and observations of precision
+    :math:`\lambda` the gain is :math:`\kappa = \lambda / (1 + \lambda)`, so
+    :math:`A = (1-\kappa) a_t`, :math:`b = (1-\kappa) c_t + \kappa \bar s_t`,
+    :math:`C = (1-\kappa) I`, :math:`\eta = \kappa a_t^T (\bar s_t - c_t)`,
+    :math:`J = \kappa a_t^T a_t`; the first step, from the known :math:`s_0`, is its
+    filtered mean. The ``b`` of the composed prefixes are the filtered means.
+    """
+    eye = _eye_like(a)
+    kappa = jnp.asarray(damping / (1.0 + damping), a.dtype)
+    keep = 1 - kappa
+    a_t = jnp.swapaxes(a, -1, -2)
+    first = keep * (_matvec(a[0], s0) + c[0]) + kappa * s_bar[0]
+    elements = (
+        (keep * a).at[0].set(0),
+        (keep * c + kappa * s_bar).at[0].set(first),
+        keep * eye,
+        (kappa * _matvec(a_t, s_bar - c)).at[0].set(0),
+        (kappa * a_t @ a).at[0].set(0),
+    )
+
+    def combine(earlier, later):
+        a_i, b_i, c_i, eta_i, j_i = earlier
+        a_j, b_j, c_j, eta_j, j_j = later
+        identity = _eye_like(a_i)
+        # a_j (I + c_i j_j)^-1 and a_i^T (I + j_j c_i)^-1, by solves
+        m = jnp.swapaxes(
+            jnp.linalg.solve(jnp.swapaxes(identity + c_i @ j_j, -1, -2), jnp.swapaxes(a_j, -1, -2)), -1, -2
+        )
+        n = jnp.swapaxes(jnp.linalg.solve(jnp.swapaxes(identity + j_j @ c_i, -1, -2), a_i), -1, -2)
+        return (
+            m @ a_i,
+            _matvec(m, b_i + _matvec(c_i, eta_j)) + b_j,
+            m @ c_i @ jnp.swapaxes(a_j, -1, -2) + c_j,
+            _matvec(n, eta_j - _matvec(j_j, b_i)) + eta_i,
+            n @ j_j @ a_i + j_i,
+        )
+
+    return lax.associative_scan(combine, elements, axis=0)[1]
 
 
 def _damped_solve(jac: Array, c: Array, s_bar: Array, s0: Array, jacobian: str, damping: float) -> Array:
