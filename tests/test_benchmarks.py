@@ -11,6 +11,7 @@ import pytest
 import jaxrnn as jr
 from jaxrnn._app import cells
 from jaxrnn._app.cli import main
+from jaxrnn._bench import parallel
 from jaxrnn._bench import run as _bench
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -115,25 +116,48 @@ def _mingru_with_a_wrong_parallel_form(hidden_size):
 
 
 def test_parallel_suite_checks_each_row_before_timing_it(tmp_path, monkeypatch, capsys):
-    """``jaxrnn bench --suite parallel``, tiny: a wrong parallel form is reported and left untimed.
+    """``jaxrnn bench --suite parallel``, tiny: a wrong parallel form is reported and left untimed; a Newton
+    solver's row is checked, timed and reports its iterations; one over the Jacobian cap is skipped, saying why.
 
     (A correct linear cell's row: tests/test_notebook.py runs the suite on minlstm.)
     """
     monkeypatch.setitem(cells.CELLS, "mingru", _mingru_with_a_wrong_parallel_form)
+    monkeypatch.setattr(parallel, "JACOBIAN_CAP_BYTES", 4096)  # DEER's [16, 2, 8, 8] float32 take 8 KiB
     out = tmp_path / "parallel"
     argv = ["--cells", "mingru,gru", "--lengths", "16", "--batches", "2", "--hidden", "8", "--repeats", "1"]
-    assert main(["bench", "--suite", "parallel", *argv, "--out", str(out)]) == 0
+    assert main(["bench", "--suite", "parallel", *argv, "--solvers", "elk@1x16"]) == 2
+    assert "--solvers elk@1x16: 1x16 not among the shapes of --batches 2 and --lengths 16" in capsys.readouterr().err
+    solvers = ["--solvers", "parallel,quasi-deer,deer@16"]
+    assert main(["bench", "--suite", "parallel", *argv, *solvers, "--out", str(out)]) == 0
     data = json.loads((out / "parallel.json").read_text())
     assert data["suite"] == "parallel" and (data["lengths"], data["batches"], data["hidden"]) == ([16], [2], 8)
-    wrong, gru = data["rows"]
-    assert (wrong["impl"], gru["impl"]) == ("mingru (parallel)", "gru (sequential)")
+    assert data["solvers"] == ["parallel", "quasi-deer", "deer@16"] and data["jacobian_cap_bytes"] == 4096
+    wrong, gru, quasi, deer = data["rows"]
+    assert [r["impl"] for r in data["rows"]] == [
+        "mingru (parallel)",
+        "gru (sequential)",
+        "gru (quasi-deer)",
+        "gru (deer)",
+    ]
     assert wrong["status"] == "wrong" and wrong["rel_error"] > 0.1 and "fwdbwd" not in wrong
-    assert gru["status"] == "ok" and gru["rel_error"] < 1e-5 and gru["check_steps"] == 16
-    assert gru["fwdbwd"]["min_ms"] <= gru["fwdbwd"]["median_ms"] <= gru["fwdbwd"]["max_ms"]
-    assert gru["peak_bytes"] > 0 and (gru["batch"], gru["steps"], gru["hidden"]) == (2, 16, 8)
-    assert gru["speedup_vs_gru"] == 1.0 and "speedup_vs_gru" not in wrong
+    for row in (gru, quasi):
+        assert row["status"] == "ok" and row["rel_error"] < 1e-5 and row["check_steps"] == 16
+        assert row["fwdbwd"]["min_ms"] <= row["fwdbwd"]["median_ms"] <= row["fwdbwd"]["max_ms"]
+        assert row["peak_bytes"] > 0 and (row["batch"], row["steps"], row["hidden"]) == (2, 16, 8)
+    assert gru["speedup_vs_gru"] == gru["speedup_vs_sequential"] == 1.0 and "speedup_vs_gru" not in wrong
+    assert "iterations" not in gru and 1 <= quasi["iterations"] <= 16  # exact after at most T iterations
+    assert quasi["converged"] is True and quasi["residual"] <= 1e-5
+    assert quasi["speedup_vs_sequential"] == quasi["speedup_vs_gru"] > 0
+    assert deer["status"] == "skipped" and "fwdbwd" not in deer and "rel_error" not in deer
+    assert (
+        deer["reason"]
+        == "its full Jacobians, T*B*N^2 = 16*2*8^2 float32 = 7.63e-06 GiB, exceed the cap of 3.81e-06 GiB"
+    )
     table = (out / "parallel.md").read_text()
     assert table.count("| 2 × 16 | **wrong** (err") == 2  # in the time table and in the speedup table
+    assert f"MiB | skipped | {quasi['fwdbwd']['median_ms']:.1f} ms, " in table  # by cell, then solver
+    assert f"MiB, {quasi['iterations']} it. |" in table
+    assert "Skipped: gru (deer) 2×16: its full Jacobians" in table
     assert [p.name for p in out.glob("*.png")] == ["parallel_B2.png"]
     assert table in capsys.readouterr().out
 
