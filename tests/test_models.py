@@ -154,3 +154,55 @@ def test_models_pass_remat_and_backend_to_every_layer(monkeypatch):
     assert len(seen) == 2 and all(s.remat == 2 and s.backend == pallas for s in seen)
     with pytest.raises(ValueError, match=r"remat must be a positive int"):
         model.apply(params, xs, remat=0)
+
+
+def _trajectories(infos):
+    return jax.tree.map(lambda i: i.states, infos, is_leaf=lambda i: isinstance(i, jr.SolverInfo))
+
+
+def _iterations(infos):
+    return [int(i.iterations) for i in jax.tree.leaves(infos, is_leaf=lambda i: isinstance(i, jr.SolverInfo))]
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["two-layers", "bidirectional"])
+def test_newton_solver_reports_every_layer_and_warm_starts_each_from_its_trajectory(bidirectional):
+    # Two layers one way, or one layer both ways: two solves a call either way.
+    model = jr.GRU(3, 4, num_layers=1 if bidirectional else 2, bidirectional=bidirectional)
+    params = model.init(jax.random.PRNGKey(0), dtype=jnp.float64)
+    xs = _inputs()
+    ys, finals, infos = model.apply(params, xs, LENGTHS, solver=jr.QuasiDEER(), return_info=True)
+    cold = _iterations(infos)
+    assert len(infos) == model.num_layers and isinstance(infos[0], jr.Bidirectional) == bidirectional
+    assert len(cold) == 2 and min(cold) > 0
+
+    # Started at its solution a solve does no iteration and returns that solution, so the
+    # outputs are the same; the other, cold, sees the same inputs and iterates as before.
+    guess = _trajectories(infos)
+    guess = (jr.Bidirectional(guess[0].forward, None),) if bidirectional else (None, guess[1])
+    warm = model.apply(params, xs, LENGTHS, solver=jr.QuasiDEER(guess=guess), return_info=True)
+    assert _iterations(warm[2]) == ([0, cold[1]] if bidirectional else [cold[0], 0])
+    assert_trees_close(warm[:2], (ys, finals), rtol=0.0)
+
+
+def test_a_guess_that_is_not_one_entry_per_layer_is_refused():
+    model = jr.GRU(3, 4, num_layers=2)
+    params = model.init(jax.random.PRNGKey(0), dtype=jnp.float64)
+    xs = _inputs()
+    one_layer = model.cells[0].initial_state((3, 6), jnp.float64)  # a HiddenState, a NamedTuple: one layer's
+    fix = r"Pass the trajectories of a previous call with return_info=True: jax\.tree\.map\(lambda i: i\.states"
+    for guess, got in [(one_layer, "a HiddenState of length 1"), ((one_layer,), "a tuple of length 1")]:
+        with pytest.raises(
+            ValueError,
+            match=rf"solver\.guess must be a tuple with one entry per layer \(2\), each None or its trajectory; "
+            rf"got {got}\. {fix}",
+        ):
+            model.apply(params, xs, solver=jr.QuasiDEER(guess=guess))
+    both = jr.GRU(3, 4, num_layers=2, bidirectional=True)
+    with pytest.raises(
+        ValueError,
+        match=r"solver\.guess\[1\] must be None or a Bidirectional pair of the directions' trajectories; "
+        r"got a HiddenState\.",
+    ):
+        both.apply(both.init(jax.random.PRNGKey(0)), xs, solver=jr.DEER(guess=(None, one_layer)))
+    with pytest.raises(ValueError, match=r"return_info=True reports a Newton solver's iterations"):
+        model.apply(params, xs, return_info=True)

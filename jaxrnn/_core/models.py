@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn._core import cells as _cells
+from jaxrnn._core import newton
 from jaxrnn._core.cells import Cell
 from jaxrnn._core.checks import check_positive_int
 from jaxrnn._core.rnn import rnn
@@ -124,7 +125,8 @@ class StackedRNN:
         residuals: str = "gates",
         remat: int | None = None,
         backend: Any = "auto",
-        solver: str | None = None,
+        solver: Any = None,
+        return_info: bool = False,
     ) -> tuple:
         """Run the stack.
 
@@ -136,11 +138,34 @@ class StackedRNN:
           state: initial states with the structure of :meth:`initial_state`; zeros if None.
           time_major: override the model's ``time_major``.
           grad, truncate, unroll, residuals, remat, backend, solver: as in
-            :func:`jaxrnn.rnn`, for every layer.
+            :func:`jaxrnn.rnn`, for every layer. A Newton solver's ``guess`` is a
+            tuple over layers, each entry None (zeros), the layer's trajectory, or
+            for a bidirectional layer a ``Bidirectional`` pair of them: the
+            trajectories of a previous call, ``jax.tree.map(lambda i: i.states,
+            infos, is_leaf=lambda i: isinstance(i, jr.SolverInfo))``.
+          return_info: also return each layer's :class:`jaxrnn.SolverInfo` (a Newton
+            solver only, as in :func:`jaxrnn.rnn`).
 
         Returns:
           ``(ys, finals)``: ``ys [B, T, output_size]`` and a tuple over layers of final
-          states (``Bidirectional`` pairs for bidirectional layers).
+          states (``Bidirectional`` pairs for bidirectional layers); with
+          ``return_info``, ``(ys, finals, infos)``, ``infos`` a tuple over layers of
+          ``SolverInfo`` (``Bidirectional`` pairs for bidirectional layers).
+
+        Raises:
+          ValueError: ``params`` or ``state`` without one entry per layer; a Newton
+            solver's ``guess`` that is not a tuple over layers (or a bidirectional
+            layer's entry not a ``Bidirectional`` pair); :func:`jaxrnn.rnn`'s errors.
+
+        Example:
+          >>> import jax, jax.numpy as jnp, jaxrnn as jr
+          >>> model = jr.GRU(input_size=2, hidden_size=8, num_layers=2)
+          >>> params, xs = model.init(jax.random.PRNGKey(0)), jnp.ones((3, 20, 2))
+          >>> ys, _, infos = model.apply(params, xs, solver=jr.QuasiDEER(), return_info=True)
+          >>> guess = jax.tree.map(lambda i: i.states, infos, is_leaf=lambda i: isinstance(i, jr.SolverInfo))
+          >>> _, _, warm = model.apply(params, xs, solver=jr.QuasiDEER(guess=guess), return_info=True)
+          >>> [int(i.iterations) for i in warm]  # started at the solution
+          [0, 0]
         """
         time_major = self.time_major if time_major is None else time_major
         if not isinstance(params, (tuple, list)) or len(params) != self.num_layers:
@@ -166,28 +191,64 @@ class StackedRNN:
             residuals=residuals,
             remat=remat,
             backend=backend,
-            solver=solver,
+            return_info=return_info,
         )
-        finals = []
+        guesses = self._guesses(solver)
+        finals, infos = [], []
         inputs = xs
         for layer, (cell, layer_params) in enumerate(zip(self.cells, params)):
             layer_state = None if state is None else state[layer]
             if layer > 0 and use_dropout:
                 keep = jax.random.bernoulli(keys[layer], 1.0 - self.dropout, inputs.shape)  # type: ignore[arg-type]
                 inputs = jnp.where(keep, inputs / (1.0 - self.dropout), jnp.zeros_like(inputs))
+            guess = None if guesses is None else guesses[layer]
             if self.bidirectional:
                 s_f, s_b = (None, None) if layer_state is None else layer_state
-                y_f, f_f = rnn(cell, layer_params.forward, inputs, s_f, **run)
-                y_b, f_b = rnn(cell, layer_params.backward, inputs, s_b, reverse=True, **run)
+                g_f, g_b = (None, None) if guess is None else guess
+                out_f = rnn(cell, layer_params.forward, inputs, s_f, solver=_with_guess(solver, g_f), **run)
+                out_b = rnn(
+                    cell, layer_params.backward, inputs, s_b, reverse=True, solver=_with_guess(solver, g_b), **run
+                )
+                y_f, y_b = out_f[0], out_b[0]
                 ys = jnp.concatenate([y_f, y_b], axis=-1) if self.merge == "concat" else y_f + y_b
-                finals.append(Bidirectional(f_f, f_b))
+                finals.append(Bidirectional(out_f[1], out_b[1]))
+                infos.append(Bidirectional(out_f[2], out_b[2]) if return_info else None)
             else:
-                ys, final = rnn(cell, layer_params, inputs, layer_state, **run)
-                finals.append(final)
+                out = rnn(cell, layer_params, inputs, layer_state, solver=_with_guess(solver, guess), **run)
+                ys = out[0]
+                finals.append(out[1])
+                infos.append(out[2] if return_info else None)
             if self.residual and layer > 0:
                 ys = ys + inputs.astype(ys.dtype)
             inputs = ys
+        if return_info:
+            return inputs, tuple(finals), tuple(infos)
         return inputs, tuple(finals)
+
+    def _guesses(self, solver) -> tuple | None:
+        """A Newton solver's ``guess`` checked as one entry per layer; None without one."""
+        guess = getattr(solver, "guess", None) if newton.is_newton(solver) else None
+        if guess is None:
+            return None
+        entry = "a Bidirectional pair of the directions' trajectories" if self.bidirectional else "its trajectory"
+        expected = f"a tuple with one entry per layer ({self.num_layers}), each None or {entry}"
+        fix = (
+            "Pass the trajectories of a previous call with return_info=True: "
+            "jax.tree.map(lambda i: i.states, infos, is_leaf=lambda i: isinstance(i, jr.SolverInfo))."
+        )
+        # A NamedTuple is one layer's state (LSTMState) or a Bidirectional pair, not the tuple over layers.
+        if type(guess) not in (tuple, list) or len(guess) != self.num_layers:
+            got = f"a {type(guess).__name__}" + (f" of length {len(guess)}" if isinstance(guess, (tuple, list)) else "")
+            raise ValueError(f"solver.guess must be {expected}; got {got}. {fix}")
+        for layer, got in enumerate(guess):
+            if got is not None and isinstance(got, Bidirectional) != self.bidirectional:
+                raise ValueError(f"solver.guess[{layer}] must be None or {entry}; got a {type(got).__name__}. {fix}")
+        return tuple(guess)
+
+
+def _with_guess(solver, guess):
+    """``solver`` with one layer's (direction's) ``guess``; any other solver as it is."""
+    return solver._replace(guess=guess) if newton.is_newton(solver) else solver
 
 
 def _layer_sizes(hidden_size, num_layers) -> tuple:
