@@ -18,6 +18,7 @@ import pytest
 from jaxrnn import train
 from jaxrnn._app import cli, trainer
 from jaxrnn._app.options import RunError
+from jaxrnn._app.tasks import TASKS
 from jaxrnn.train import _checkpoint
 
 
@@ -274,6 +275,62 @@ def test_main_train_newton_solver_trains_as_the_sequential_scan(tmp_path, capsys
     # The solver is part of the run's config: resuming with another one is refused, as for any option.
     code, err = _main([*argv, "--solver", "deer", "--out", str(tmp_path / "quasi-deer")], None, capsys)
     assert code == 2 and "holds another run" in err and "solver='quasi-deer'" in err
+
+
+def test_main_train_warm_start_records_iterations_and_trains_as_the_cold_start(tmp_path, capsys, monkeypatch):
+    # Each step's solves start from the previous step's trajectories: the losses are the
+    # cold run's to the solver's tolerance (the first step's exactly: it starts from zeros).
+    monkeypatch.setattr(trainer, "_plot", lambda *args: None)  # the curves are not what is tested
+    traces = []
+    adding = TASKS["adding"]
+
+    def build(config):
+        setup = adding.build(config)
+
+        def loss_fn(*args):
+            traces.append(config.get("warm_start", False))
+            return setup.loss_fn(*args)
+
+        return setup._replace(loss_fn=loss_fn)
+
+    tasks = {"adding": adding._replace(build=build)}
+    argv = ["--task", "adding", "--cell", "elman_tanh", "--hidden", "4", "--length", "12", "--batch-size", "4"]
+    argv += ["--steps", "2", "--solver", "quasi-deer"]
+    records = {}
+    for warm in (False, True):
+        out = tmp_path / str(warm)
+        assert _main([*argv, *["--warm-start"] * warm, "--out", str(out)], tasks, capsys) == (0, "")
+        records[warm] = _records(out, "train")
+        assert [r["step"] for r in records[warm]] == [1, 2]
+        for r in records[warm]:
+            assert 1 <= r["newton_iterations_mean"] <= r["newton_iterations_max"] <= 12
+    assert json.loads((tmp_path / "True" / "config.json").read_text())["warm_start"] is True
+    cold, warm = ([r["loss"] for r in records[w]] for w in (False, True))
+    assert warm[0] == cold[0]
+    np.testing.assert_allclose(warm, cold, rtol=1e-5)
+    # No retrace when the guess turns from zeros into the last step's trajectories: the
+    # warm run traces loss_fn once more than the cold one, for the trajectories' shapes.
+    assert traces.count(True) == traces.count(False) + 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--warm-start"],
+            "--warm-start set a Newton solver's options, but the run has no --solver; add --solver deer",
+        ),
+        (["--solver", "sequential", "--warm-start"], "--warm-start set a Newton solver's options, but the run has "),
+        (
+            ["--task", "charlm", "--solver", "quasi-deer", "--warm-start"],
+            "--warm-start is not available for the charlm task: its steps continue a stream",
+        ),
+    ],
+)
+def test_main_train_warm_start_needs_a_newton_solver_and_independent_batches(tmp_path, capsys, argv, message):
+    code, err = _main(["--task", "adding", *argv, "--out", str(tmp_path / "run")], None, capsys)
+    assert code == 2 and err.startswith("jaxrnn train: error: " + message)
+    assert not (tmp_path / "run" / "config.json").exists()
 
 
 def test_main_tasks_lists_names_summaries_and_defaults():

@@ -136,6 +136,8 @@ _TRAIN_HELPS = {
     f"with a linear recurrence) or a Newton solver for any cell, {', '.join(options.NEWTON_SOLVERS)}",
     "newton_max_iters": "the most iterations of a Newton --solver",
     "newton_tol": "a Newton --solver stops once no step's residual exceeds it",
+    "warm_start": "start each training step's Newton --solver from the previous step's trajectories (evaluation "
+    "and the first step of a run or a resumed session start from zeros; not for charlm)",
 }
 
 

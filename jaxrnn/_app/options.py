@@ -29,7 +29,8 @@ COMMAND_MODULES = ("matplotlib", "tqdm")
 # `jaxrnn train` with no options: the adding problem, a visible result in about a minute.
 DEFAULT_TASK = "adding"
 
-# The config keys that have flags, with their types; --batch-size sets "batch_size".
+# The config keys that have flags, with their types; --batch-size sets "batch_size"; a bool
+# key is a switch (--warm-start sets True).
 FLAGS = {
     "cell": str,
     "hidden": int,
@@ -49,6 +50,7 @@ FLAGS = {
     "solver": str,
     "newton_max_iters": int,
     "newton_tol": float,
+    "warm_start": bool,
 }
 POSITIVE = (
     "hidden",
@@ -69,6 +71,7 @@ LIBRARY_DEFAULTS = {
     "solver": "jr.rnn's: parallel for a cell with a linear recurrence, else sequential",
     "newton_max_iters": f"the solver's, {newton.DEER().max_iters}",
     "newton_tol": f"the solver's, {newton.default_tol(np.float32):g} for the tasks' float32",
+    "warm_start": "off",
 }
 
 
@@ -144,19 +147,23 @@ def flag_overrides(args: argparse.Namespace, *, skip: tuple = ()) -> dict:
 
 
 def add_flag_arguments(parser: argparse.ArgumentParser, helps: dict, *, skip: tuple = ()) -> None:
-    """One option per config key of :data:`FLAGS` but ``skip``, None when not given.
+    """One option per config key of :data:`FLAGS` but ``skip``, None when not given (a switch: True when given).
 
     Its help is ``helps[key]`` and the default: the task's, or :data:`LIBRARY_DEFAULTS`.
     """
     for key, kind in FLAGS.items():
         if key not in skip:
             default = LIBRARY_DEFAULTS.get(key, "the task's")
+            help = f"{helps[key]} (default: {default})"
+            if kind is bool:
+                parser.add_argument(option(key), action="store_true", default=None, help=help)
+                continue
             parser.add_argument(
                 option(key),
                 type=kind,
                 default=None,
                 metavar="FILE" if key in ("text", "data") else None,
-                help=f"{helps[key]} (default: {default})",
+                help=help,
             )
 
 

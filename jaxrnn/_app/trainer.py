@@ -8,7 +8,8 @@
   every ``eval_every`` steps, at the end, and when the run is interrupted;
 - ``metrics.jsonl``: one JSON object a line, ``{"step", "split", metrics..., "time_s"}``,
   for every ``log_every``-th train step (that step's own metrics, not a running
-  mean) and every evaluation;
+  mean; with a Newton ``--solver`` also ``newton_iterations_mean`` and ``_max``
+  over the layers) and every evaluation;
 - ``curves.png``, ``summary.json`` and whatever the task's ``report`` writes, and
   the task's ``Setup.files`` (charlm's ``vocab.json``).
 
@@ -21,6 +22,14 @@ stopped cleanly with Ctrl-C (``KeyboardInterrupt``): the loop saves a checkpoint
 the last completed step before re-raising, so no step is lost. After a hard crash
 the run resumes from the last checkpoint, and ``metrics.jsonl`` is cut back to
 that step so no step is logged twice.
+
+With ``warm_start`` (``--warm-start``, a Newton ``--solver``) each step's Newton
+solves start from the trajectories of the step before (``Setup.loss_fn``'s
+``batch[GUESS]`` and ``aux[TRAJECTORIES]``), inputs and outputs of the jitted step
+with the same shapes every step. They are a cache, not in the checkpoint: the
+first step of a run and of each resumed session starts from zeros, so a resumed
+run's losses agree with an uninterrupted one's to the solver's ``tol`` rather than
+bit for bit (everything else is restored exactly). Evaluation starts from zeros.
 
 :func:`run` reads as its steps: check the config and claim the folder
 (:func:`_start`), restore or initialise the loop state (:class:`_Session`), train
@@ -51,12 +60,14 @@ from collections.abc import Callable
 from typing import IO, Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import train
 from jaxrnn._app import plotting
 from jaxrnn._app import progress as bars  # run()'s argument is called progress
 from jaxrnn._app.options import RunError, positive
+from jaxrnn._app.tasks.base import GUESS, TRAJECTORIES
 from jaxrnn.train import _checkpoint, _parallel
 
 DEFAULT_PATIENCE = 10  # evaluations without improvement before early stopping
@@ -210,6 +221,10 @@ def _start(task, config: dict, out_dir: pathlib.Path, *, mesh, primary: bool):
     _claim_on_primary(out_dir, config)
     try:
         setup = task.build(config)
+        if config.get("warm_start") and setup.initial_carry is not None:
+            raise ValueError(
+                f"--warm-start is for tasks with independent batches; task {task.name!r} carries a state between them"
+            )
         if mesh is not None:
             _parallel.check_batch_size(config["batch_size"], mesh, name="--batch-size")
     except (ValueError, ImportError) as error:
@@ -229,17 +244,22 @@ def initial_loop(init_params: Callable, initial_carry: Any, config: dict, optimi
     return LoopState(train.init_state(params, optimizer, rng), math.nan, -1, 0, -1, params, 0.0, initial_carry)
 
 
-def make_step(setup, optimizer, *, mesh=None) -> Callable:
+def make_step(setup, optimizer, *, mesh=None, warm_start: bool = False) -> Callable:
     """``step(state, carry, batch) -> (state, carry, metrics)``, jitted, for either kind of ``loss_fn``.
 
-    With a ``mesh`` the carry is split over its devices with the batch, row by row.
+    With ``warm_start`` (independent batches only) the carry is the Newton
+    solver's trajectories: the previous step's in, this step's out. With a
+    ``mesh`` the carry is split over its devices with the batch, row by row.
     """
     if setup.initial_carry is None:
         independent = train.make_train_step(setup.loss_fn, optimizer, mesh=mesh)
 
         def step(state, carry, batch):
-            state, metrics = independent(state, batch)
-            return state, None, metrics
+            if not warm_start:
+                state, metrics = independent(state, batch)
+                return state, None, metrics
+            state, metrics = independent(state, {**batch, GUESS: carry})
+            return state, metrics.pop(TRAJECTORIES), metrics
     else:
         # The carry rides in the batch and comes back as aux, so make_train_step's
         # guard, gradient and metrics serve both kinds of task.
@@ -255,6 +275,18 @@ def make_step(setup, optimizer, *, mesh=None) -> Callable:
             return state, metrics.pop("carry"), metrics
 
     return step
+
+
+def zero_trajectories(setup, state: train.TrainState, batch: dict) -> Any:
+    """The guess of a warm-started first step: zeros shaped as the trajectories ``setup.loss_fn`` returns.
+
+    Zeros are where a Newton solver starts without a guess, so the first step is
+    the cold one; as arrays (not None) they keep the jitted step from tracing again.
+    """
+    aux = jax.eval_shape(setup.loss_fn, state.params, {**batch, GUESS: None}, state.rng)[1]
+    if TRAJECTORIES not in aux:
+        raise RunError("--warm-start needs a task whose loss_fn returns its Newton trajectories; this one does not.")
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), aux[TRAJECTORIES])
 
 
 def latest_params(out_dir, init_params: Callable, initial_carry: Any, config: dict) -> Any | None:
@@ -278,7 +310,9 @@ class _Session:
         self.task, self.setup, self.config, self.out_dir = task, setup, config, out_dir
         self.mesh, self.primary, self.log = mesh, primary, log
         optimizer = train.default_optimizer(config["learning_rate"])
-        self.train_step = make_step(setup, optimizer, mesh=mesh)
+        self.warm_start = bool(config.get("warm_start"))
+        self.train_step = make_step(setup, optimizer, mesh=mesh, warm_start=self.warm_start)
+        self.trajectories: Any = None  # with warm_start, the last step's Newton trajectories (not checkpointed)
         self.eval_step = train.make_eval_step(setup.eval_fn, mesh=mesh)
         self.checkpoints = out_dir / "checkpoints"
         self.metrics_path = out_dir / "metrics.jsonl"
@@ -400,9 +434,11 @@ class _Session:
 
     def _train_one(self) -> bool:
         """One update; False (and nothing changed) when its loss or gradient is not finite."""
-        new_train, new_carry, metrics = self.train_step(
-            self.loop.train, self.loop.carry, self.setup.train_batch(self.step)
-        )
+        batch = self.setup.train_batch(self.step)
+        if self.warm_start and self.trajectories is None:
+            self.trajectories = zero_trajectories(self.setup, self.loop.train, batch)
+        carry = self.trajectories if self.warm_start else self.loop.carry
+        new_train, new_carry, metrics = self.train_step(self.loop.train, carry, batch)
         if not bool(metrics["finite"]):
             kept = (
                 f"the last good checkpoint (step {self.saved_step}) is kept"
@@ -411,7 +447,11 @@ class _Session:
             )
             self.say(f"loss became non-finite at step {self.step + 1}; stopped; {kept}")
             return False
-        self.loop, self.step = self.loop._replace(train=new_train, carry=new_carry), self.step + 1
+        if self.warm_start:
+            self.trajectories = new_carry
+        else:
+            self.loop = self.loop._replace(carry=new_carry)
+        self.loop, self.step = self.loop._replace(train=new_train), self.step + 1
         if self.bar is not None:
             self.bar.update(1)
         if self.step % self.config["log_every"] == 0 or self.step == self.config["steps"]:

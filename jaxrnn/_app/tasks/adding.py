@@ -29,10 +29,11 @@ def build(config: dict) -> Setup:
         return {"xs": xs, "targets": targets}
 
     def loss_fn(params, batch, rng):
-        return train.mse(forward(params, batch["xs"])[:, 0], batch["targets"]), {}
+        predicted, aux = forward(params, batch["xs"], batch)
+        return train.mse(predicted[:, 0], batch["targets"]), aux
 
     def eval_fn(params, batch):
-        return {"mse": train.mse(forward(params, batch["xs"])[:, 0], batch["targets"])}
+        return {"mse": train.mse(forward(params, batch["xs"])[0][:, 0], batch["targets"])}
 
     def report(test: dict) -> dict:
         return {"test_mse": test["mse"], "baseline_mse": data.ADDING_BASELINE_MSE}

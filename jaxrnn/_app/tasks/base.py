@@ -11,11 +11,11 @@ with their metrics, and the final report. The interface is fixed in
 Every task reads the same shared config keys: ``cell`` (a name of
 :data:`jaxrnn._app.cells.CELLS`), ``hidden``, ``layers``, ``steps``, ``batch_size``,
 ``learning_rate``, ``seed`` and ``eval_every``, and the optional ``solver``,
-``newton_max_iters`` and ``newton_tol`` (:func:`solver_option`, which every
-``model.apply`` of training and evaluation gets); some add their own (``length``,
-``delay``, ``num_symbols``, ``window``). ``build`` checks the values it uses and
-raises a ``ValueError`` that names the command-line option (``--batch-size`` for
-``batch_size``).
+``newton_max_iters``, ``newton_tol`` and ``warm_start`` (:func:`solver_option`, which
+every ``model.apply`` of training and evaluation gets, through :func:`apply_rnn`);
+some add their own (``length``, ``delay``, ``num_symbols``, ``window``). ``build``
+checks the values it uses and raises a ``ValueError`` that names the command-line
+option (``--batch-size`` for ``batch_size``).
 
 Batches are dicts of NumPy arrays with a leading batch axis. ``train_batch(step)``
 depends on ``(config["seed"], step)`` alone, so a resumed run sees the batches the
@@ -49,6 +49,11 @@ DTYPE = jnp.float32
 # The config every task starts from; each task adds its own keys and sizes.
 SHARED = {"cell": "lstm", "hidden": 64, "layers": 1, "seed": 0}
 
+# With a Newton solver and ``warm_start`` the loop passes loss_fn the previous step's
+# trajectories as batch[GUESS] and takes this step's from its aux[TRAJECTORIES] (apply_rnn).
+GUESS = "newton_guess"
+TRAJECTORIES = "newton_trajectories"
+
 # Seed streams of the generated tasks: one per purpose, so the validation and test
 # batches are never training batches; the text task's split uses a fourth.
 TRAIN, VALIDATION, TEST, SPLIT = 0, 1, 2, 3
@@ -60,6 +65,8 @@ class Setup(NamedTuple):
     init_params: Callable[[jax.Array], Any]  # key -> params (pure)
     train_batch: Callable[[int], dict]  # step -> batch, deterministic in (seed, step)
     # (params, batch, rng) -> (loss, aux), for train.make_train_step; with a carry, see initial_carry.
+    # With a Newton solver aux holds its iterations, and with warm_start batch[GUESS] and
+    # aux[TRAJECTORIES] the trajectories (apply_rnn).
     loss_fn: Callable[..., tuple]
     eval_batches: list  # fixed validation batches
     eval_fn: Callable[[Any, dict], dict]  # (params, batch) -> mean-type scalar metrics of the batch (jit-able)
@@ -108,14 +115,14 @@ def solver_option(config: dict, rnn: jr.StackedRNN) -> Any:
     """The ``solver`` of ``rnn.apply`` that ``config`` asks for, after checking it.
 
     Returns:
-      None without ``config["solver"]`` (:func:`jaxrnn.rnn`'s default); its name; or,
-      with ``newton_max_iters`` or ``newton_tol``, the Newton solver with them
-      (``jr.QuasiDEER(max_iters=..., tol=...)``).
+      None without ``config["solver"]`` (:func:`jaxrnn.rnn`'s default); the name of
+      a scan; or the Newton solver, with ``newton_max_iters`` and ``newton_tol`` if
+      given (``jr.QuasiDEER(max_iters=..., tol=...)``).
 
     Raises:
       ValueError: naming the flag: an unknown solver, ``"parallel"`` for a cell
-        without a linear recurrence, Newton options without a Newton solver, or
-        out of range.
+        without a linear recurrence, Newton options or ``warm_start`` without a
+        Newton solver, or out of range.
     """
     name = config.get("solver")
     if name is not None and name not in SOLVERS:
@@ -127,15 +134,19 @@ def solver_option(config: dict, rnn: jr.StackedRNN) -> Any:
             f"use a cell with one ({', '.join(linear)}), --solver sequential, or a Newton solver "
             f"({', '.join(newton.NEWTON_NAMES)})"
         )
+    warm_start = config.get("warm_start", False)
+    if not isinstance(warm_start, bool):
+        raise ValueError(f"--warm-start is a switch (true or false in a config file), got {warm_start!r}")
     given = [key for key in ("newton_max_iters", "newton_tol") if config.get(key) is not None]
-    if not given:
-        return name
+    given += ["warm_start"] if warm_start else []
     if name not in newton.NEWTON_NAMES:
-        has = "no --solver" if name is None else f"--solver {name}"
-        raise ValueError(
-            f"{' and '.join(map(option, given))} set a Newton solver's options, but the run has {has}; "
-            f"add --solver {' | '.join(newton.NEWTON_NAMES)}"
-        )
+        if given:
+            has = "no --solver" if name is None else f"--solver {name}"
+            raise ValueError(
+                f"{' and '.join(map(option, given))} set a Newton solver's options, but the run has {has}; "
+                f"add --solver {' | '.join(newton.NEWTON_NAMES)}"
+            )
+        return name
     settings: dict[str, Any] = {}
     if "newton_max_iters" in given:
         settings["max_iters"] = int_option(config, "newton_max_iters")
@@ -168,12 +179,48 @@ def init(model: jr.StackedRNN, head: jr.Readout) -> Callable[[jax.Array], Params
     return init_params
 
 
-def last_step(model: jr.StackedRNN, head: jr.Readout, solver: Any) -> Callable[[Params, jax.Array], jax.Array]:
-    """``forward(params, xs [B, T, I]) -> [B, O]``, the readout of the last step's output, with ``solver``."""
+def apply_rnn(
+    model: jr.StackedRNN, params: tuple, xs: jax.Array, lengths: jax.Array | None = None, *, solver: Any, batch=None
+) -> tuple:
+    """``(ys, aux)`` of ``model.apply(params, xs, lengths, solver=solver)``, for a loss_fn's aux.
 
-    def forward(params: Params, xs: jax.Array) -> jax.Array:
-        ys, _ = model.apply(params.rnn, xs, solver=solver)
-        return head.apply(params.head, ys[:, -1])
+    Args:
+      model, params, xs, lengths: as in :meth:`jaxrnn.StackedRNN.apply`.
+      solver: from :func:`solver_option`.
+      batch: the batch of the call, or None. With ``batch[GUESS]`` (a training
+        batch under ``--warm-start``) the Newton solver starts each layer from
+        that trajectory (None: zeros) and ``aux[TRAJECTORIES]`` returns this call's.
+
+    Returns:
+      ``ys``, and ``aux``: ``{}`` unless ``solver`` is a Newton solver; then
+      ``newton_iterations_mean`` and ``newton_iterations_max``, its iterations over
+      the layers (and directions), and with a guess ``aux[TRAJECTORIES]``.
+    """
+    if not newton.is_newton(solver):
+        return model.apply(params, xs, lengths, solver=solver)[0], {}
+    warm = batch is not None and GUESS in batch
+    if warm:
+        solver = solver._replace(guess=batch[GUESS])
+    ys, _, infos = model.apply(params, xs, lengths, solver=solver, return_info=True)
+    solved = jax.tree_util.tree_leaves(infos, is_leaf=_is_info)
+    iterations = jnp.stack([info.iterations for info in solved])
+    aux = {"newton_iterations_mean": jnp.mean(iterations.astype(DTYPE)), "newton_iterations_max": jnp.max(iterations)}
+    if warm:
+        aux[TRAJECTORIES] = jax.tree_util.tree_map(lambda info: info.states, infos, is_leaf=_is_info)
+    return ys, aux
+
+
+def _is_info(value) -> bool:
+    return isinstance(value, jr.SolverInfo)
+
+
+def last_step(model: jr.StackedRNN, head: jr.Readout, solver: Any) -> Callable[..., tuple]:
+    """``forward(params, xs [B, T, I], batch=None) -> ([B, O], aux)``: the readout of the last step's
+    output, with ``solver``; ``batch`` and ``aux`` as in :func:`apply_rnn`."""
+
+    def forward(params: Params, xs: jax.Array, batch=None) -> tuple:
+        ys, aux = apply_rnn(model, params.rnn, xs, solver=solver, batch=batch)
+        return head.apply(params.head, ys[:, -1]), aux
 
     return forward
 

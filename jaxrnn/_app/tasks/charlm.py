@@ -3,7 +3,8 @@
 The one task whose model carries state from batch to batch: its Setup has an
 ``initial_carry`` and a ``loss_fn(params, batch, carry, rng) -> (loss, carry)``; see
 ``docs/training-design.md``. :func:`sample` draws text from a model, for the
-report and for ``jaxrnn generate`` (:mod:`jaxrnn._app.generate`).
+report and for ``jaxrnn generate`` (:mod:`jaxrnn._app.generate`). With a Newton
+``--solver`` its steps record no iterations and ``--warm-start`` is refused.
 """
 
 from __future__ import annotations
@@ -118,6 +119,11 @@ def build(config: dict) -> Setup:
     tokens = vocab.encode(text)
     rnn, head, init_params = charlm_model(config, vocab.size)
     solver = solver_option(config, rnn)
+    if config.get("warm_start"):
+        raise ValueError(
+            "--warm-start is not available for the charlm task: its steps continue a stream with a carried "
+            "state (truncated BPTT), and its Newton solves start from zeros; drop --warm-start"
+        )
     batch_size = config["batch_size"]
     n_train = int(SPLIT[0] * len(tokens))
     n_val = int(SPLIT[1] * len(tokens))

@@ -6,7 +6,17 @@ import math
 
 import jaxrnn as jr
 from jaxrnn import data, train
-from jaxrnn._app.tasks.base import SHARED, Setup, Task, generated_setup, int_option, model, solver_option, stream_seed
+from jaxrnn._app.tasks.base import (
+    SHARED,
+    Setup,
+    Task,
+    apply_rnn,
+    generated_setup,
+    int_option,
+    model,
+    solver_option,
+    stream_seed,
+)
 
 
 def build(config: dict) -> Setup:
@@ -22,15 +32,16 @@ def build(config: dict) -> Setup:
         xs, targets, mask = data.copy_task(stream_seed(seed, stream, index), size, num_symbols, length, delay)
         return {"xs": xs, "targets": targets, "mask": mask}
 
-    def logits(params, xs):
-        ys, _ = rnn.apply(params.rnn, xs, solver=solver)
-        return head.apply(params.head, ys)
+    def logits(params, xs, batch=None):
+        ys, aux = apply_rnn(rnn, params.rnn, xs, solver=solver, batch=batch)
+        return head.apply(params.head, ys), aux
 
     def loss_fn(params, batch, rng):
-        return train.cross_entropy(logits(params, batch["xs"]), batch["targets"], batch["mask"]), {}
+        z, aux = logits(params, batch["xs"], batch)
+        return train.cross_entropy(z, batch["targets"], batch["mask"]), aux
 
     def eval_fn(params, batch):
-        z = logits(params, batch["xs"])
+        z = logits(params, batch["xs"])[0]
         return {
             "loss": train.cross_entropy(z, batch["targets"], batch["mask"]),
             "accuracy": train.accuracy(z, batch["targets"], batch["mask"]),

@@ -32,14 +32,16 @@ def build(config: dict) -> Setup:
         return {"xs": fit.xs[indices], "labels": fit.labels[indices]}
 
     def loss_fn(params, batch, rng):
-        return train.cross_entropy(forward(params, batch["xs"]), batch["labels"]), {}
+        logits, aux = forward(params, batch["xs"], batch)
+        return train.cross_entropy(logits, batch["labels"]), aux
 
     def eval_fn(params, batch):
-        return {"accuracy": train.accuracy(forward(params, batch["xs"]), batch["labels"])}
+        return {"accuracy": train.accuracy(forward(params, batch["xs"])[0], batch["labels"])}
 
     def report(params, out_dir) -> dict:
         test = digits.test
-        predicted = np.asarray(jnp.argmax(jax.jit(forward)(params, test.xs), axis=-1)).astype(np.int32)
+        predict = jax.jit(lambda p, xs: jnp.argmax(forward(p, xs)[0], axis=-1))
+        predicted = np.asarray(predict(params, test.xs)).astype(np.int32)
         report = classification_report(predicted, test.labels, classes, out_dir, title="digits, test split")
         return {**report, "chance_accuracy": 1.0 / classes}
 

@@ -25,15 +25,16 @@ def series_setup(
         return {"xs": split.xs[indices], "targets": split.ys[indices]}
 
     def loss_fn(params, batch, rng):
-        return train.mse(forward(params, batch["xs"])[:, 0], batch["targets"]), {}
+        predicted, aux = forward(params, batch["xs"], batch)
+        return train.mse(predicted[:, 0], batch["targets"]), aux
 
     def eval_fn(params, batch):
         # RMSE in the series' units: the scaled error times the training split's std.
-        return {"rmse": train.rmse(forward(params, batch["xs"])[:, 0], batch["targets"]) * std}
+        return {"rmse": train.rmse(forward(params, batch["xs"])[0][:, 0], batch["targets"]) * std}
 
     def report(params, out_dir) -> dict:
         test = splits.test
-        predicted = splits.scaler.unscale(jax.jit(forward)(params, test.xs)[:, 0])
+        predicted = splits.scaler.unscale(jax.jit(lambda p, xs: forward(p, xs)[0])(params, test.xs)[:, 0])
         truth = splits.scaler.unscale(test.ys)
         fig, ax = plotting.pyplot().subplots(figsize=(8, 4))
         ax.plot(test.times, truth, "k.-", label="observed")

@@ -23,6 +23,7 @@ from jaxrnn._app.tasks.base import (
     SPLIT,
     Setup,
     Task,
+    apply_rnn,
     data_path,
     init,
     int_option,
@@ -106,20 +107,21 @@ def build(config: dict) -> Setup:
 
     def forward(params, batch):
         xs = jax.nn.one_hot(batch["ids"], input_size, dtype=DTYPE)
-        ys, _ = rnn.apply(params.rnn, xs, batch["lengths"], solver=solver)
+        ys, aux = apply_rnn(rnn, params.rnn, xs, batch["lengths"], solver=solver, batch=batch)
         # The output at each text's last character: the hidden state for the gated cells,
         # a readout of the state for others (lru), so not a field of the final state.
         last = jnp.take_along_axis(ys, batch["lengths"][:, None, None] - 1, axis=1)[:, 0]
-        return head.apply(params.head, last)
+        return head.apply(params.head, last), aux
 
     def loss_fn(params, batch, rng):
-        return train.cross_entropy(forward(params, batch), batch["labels"]), {}
+        logits, aux = forward(params, batch)
+        return train.cross_entropy(logits, batch["labels"]), aux
 
     def eval_fn(params, batch):
-        return {"accuracy": train.accuracy(forward(params, batch), batch["labels"])}
+        return {"accuracy": train.accuracy(forward(params, batch)[0], batch["labels"])}
 
     def report(params, out_dir) -> dict:
-        predict = jax.jit(lambda p, b: jnp.argmax(forward(p, b), axis=-1))
+        predict = jax.jit(lambda p, b: jnp.argmax(forward(p, b)[0], axis=-1))
         tests = batches(test_split)
         predicted = np.concatenate([np.asarray(predict(params, b)) for b in tests]).astype(np.int32)
         truth = labelled.labels[test_split]
