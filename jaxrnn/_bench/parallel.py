@@ -408,12 +408,21 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, out: pathlib.Path) -> list:
-    """``parallel_B{B}.png`` per batch size: fwd+bwd time and memory against T, one line per row kind."""
+    """Fwd+bwd time and memory against T, one line per row kind, per batch size: ``parallel_B{B}.png`` for the
+    rows without a Newton solver, and ``newton_B{B}_{cell}.png`` for each cell with Newton rows (and its
+    sequential row), so that a figure keeps to a few lines."""
     figures = {}
+    hidden = result["hidden"]
     for batch in dict.fromkeys(r["batch"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["batch"] == batch and r["status"] == "ok"]
-        if rows:
-            figures[f"parallel_B{batch}.png"] = (f"batch {batch}, hidden {result['hidden']}", rows)
+        plain = [r for r in rows if r["solver"] not in NEWTON]
+        if plain:
+            figures[f"parallel_B{batch}.png"] = (f"batch {batch}, hidden {hidden}", plain)
+        for cell in dict.fromkeys(r["cell"] for r in rows if r["solver"] in NEWTON):
+            figures[f"newton_B{batch}_{cell}.png"] = (
+                f"{cell}, batch {batch}, hidden {hidden}",
+                [r for r in rows if r["cell"] == cell],
+            )
     return bench.plot_against_length(
         result, out, figures, value=lambda r: r["fwdbwd"]["median_ms"], ylabel="fwd+bwd ms"
     )
