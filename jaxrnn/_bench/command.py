@@ -110,7 +110,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=options.argument_type(parallel.parse_solvers),
         default=None,
         metavar="SOLVER,...",
-        help="solvers of the linear-recurrence cells: parallel (default), sequential (--suite parallel only)",
+        help=(
+            "solvers: parallel (default) and sequential for the linear-recurrence cells; deer, quasi-deer, elk, "
+            "quasi-elk for the others, beside their sequential row; SOLVER@BxT+T limits one to some shapes "
+            "(--suite parallel only)"
+        ),
     )
     options.add_parallel_arguments(
         parser,
