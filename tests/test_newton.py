@@ -70,13 +70,12 @@ LENGTHS = jnp.array([STEPS, 5])
 
 
 # (solver, cell, reverse): each solver on the Jacobian paths it takes (structured full or blocks, jacfwd
-# of a split or an unsplit cell, one- and two-leaf blocks), each with lengths.
+# of a cell's step, one- and two-leaf blocks), each with lengths.
 VALUE_CASES = [
     ("deer", "lstm", False),
     ("deer", "leaky", True),
-    ("deer", "layer_norm_lstm", False),
     ("quasi-deer", "gru", True),
-    ("quasi-deer", "lstm_diagonal", False),
+    ("quasi-deer", "layer_norm_lstm", False),
     ("elk", "elman_tanh", True),
     ("quasi-elk", "lstm", True),
 ]
@@ -90,10 +89,9 @@ def test_values_equal_a_python_loop(solver_name, cell_name, reverse):
     assert_trees_close(got, want, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("cell_name", ["gru", "leaky"])
-def test_the_implicit_gradient_equals_autodiff(cell_name):
+def test_the_implicit_gradient_equals_autodiff():
     """On the CPU: the hand-written reverse loop at the converged trajectory; float64, lengths, reverse, truncate."""
-    cell, params, xs = _make(cell_name)
+    cell, params, xs = _make("gru")
     jr.check_bptt(cell, params, xs, lengths=LENGTHS, reverse=True, truncate=3, solver=SOLVERS["quasi-deer"])
 
 
@@ -132,10 +130,10 @@ def test_structured_jacobians_equal_jacfwd_of_the_step(cell_name):
 
 def test_diagonal_cells_quasi_deer_is_exact_newton():
     """For a diagonal cell quasi-DEER's Jacobian is the true one: the same iterates as DEER."""
-    cell, params, xs = _make("lstm_diagonal", steps=20)
+    cell, params, xs = _make("lstm_diagonal", steps=12)
     _, _, quasi = jr.rnn(cell, params, xs, solver=jr.QuasiDEER(tol=1e-12), return_info=True)
     _, _, full = jr.rnn(cell, params, xs, solver=jr.DEER(tol=1e-12), return_info=True)
-    assert int(quasi.iterations) == int(full.iterations) < 20
+    assert int(quasi.iterations) == int(full.iterations) < 12
     assert_trees_close(quasi.states, full.states, rtol=1e-12, atol=1e-12)
 
 
@@ -174,7 +172,7 @@ def test_where_deer_overflows_elk_converges():
 
 
 def test_float32_warm_start_jit_and_vmap():
-    cell, params, xs = _make("gru", dtype=jnp.float32, steps=50, batch=3)
+    cell, params, xs = _make("gru", dtype=jnp.float32, steps=24, batch=2)
     want, _ = jr.rnn(cell, params, xs, solver="sequential")
 
     @jax.jit
@@ -183,19 +181,23 @@ def test_float32_warm_start_jit_and_vmap():
 
     ys, final, info = run(xs, None)
     np.testing.assert_allclose(ys, want, rtol=1e-4, atol=1e-4)
-    assert bool(info.converged) and int(info.iterations) > 2 and info.states.h.shape == (3, 50, HIDDEN)
+    assert bool(info.converged) and int(info.iterations) > 2 and info.states.h.shape == (2, 24, HIDDEN)
     _, _, warm = run(xs, info.states)  # the trajectory of a previous call: converged from the start
     assert int(warm.iterations) == 0
     mapped = jax.vmap(lambda x: jr.rnn(cell, params, x, solver="quasi-deer")[0])(xs)
     np.testing.assert_allclose(mapped, want, rtol=1e-4, atol=1e-4)
 
 
-def test_the_associative_kalman_filter_equals_the_in_order_one(monkeypatch):
-    """ELK's step off the CPU (an associative scan of filter elements) against the in-order filter, float64."""
+@pytest.mark.parametrize("units", [1, 2])
+def test_the_associative_kalman_filter_equals_the_in_order_one(units, monkeypatch):
+    """ELK's step off the CPU (an associative scan of filter elements) against the in-order filter, float64.
+
+    One unit: the CPU's scalar filter against the associative one on 1 x 1 matrices.
+    """
     keys = jax.random.split(jax.random.PRNGKey(4), 4)
-    a = 1.5 * jax.random.normal(keys[0], (STEPS, BATCH, 2, 2), jnp.float64)
-    c, s_bar = (jax.random.normal(k, (STEPS, BATCH, 2), jnp.float64) for k in keys[1:3])
-    s0 = jax.random.normal(keys[3], (BATCH, 2), jnp.float64)
+    a = 1.5 * jax.random.normal(keys[0], (STEPS, BATCH, units, units), jnp.float64)
+    c, s_bar = (jax.random.normal(k, (STEPS, BATCH, units), jnp.float64) for k in keys[1:3])
+    s0 = jax.random.normal(keys[3], (BATCH, units), jnp.float64)
     filters = {damping: jax.jit(lambda *args, d=damping: newton._kalman_filter(*args, d)) for damping in (0.5,)}
     want = {damping: f(a, c, s_bar, s0) for damping, f in filters.items()}
     monkeypatch.setattr(associative, "_DEFAULT_METHOD", {})

@@ -52,7 +52,7 @@ from jax import lax
 
 from jaxrnn._core.cells import unit_structure
 from jaxrnn._core.masking import select, truncation_cut, zero_where_masked
-from jaxrnn._kernels import associative
+from jaxrnn._kernels import associative, sharding
 
 tree_map = jax.tree_util.tree_map
 Array = jax.Array
@@ -442,6 +442,8 @@ def _kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) 
     """
     if associative.default_method() == "associative":
         return _associative_kalman_filter(a, c, s_bar, s0, damping)
+    if a.shape[-1] == 1:  # 1 x 1 blocks (quasi-ELK of a one-leaf cell): scalars, no solves
+        return _scalar_kalman_filter(a[..., 0, 0], c[..., 0], s_bar[..., 0], s0[..., 0], damping)[..., None]
     eye = _eye_like(a[0])
     lam = jnp.asarray(damping, a.dtype)
 
@@ -457,6 +459,22 @@ def _kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) 
         return (m_new, 0.5 * (p_new + jnp.swapaxes(p_new, -1, -2))), m_new
 
     return lax.scan(step, (s0, jnp.zeros_like(eye)), (a, c, s_bar))[1]
+
+
+def _scalar_kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) -> Array:
+    """:func:`_kalman_filter` of independent scalar states (``a, c, s_bar [T, *batch]``), elementwise."""
+    lam = jnp.asarray(damping, a.dtype)
+
+    def step(carry, inp):
+        m, p = carry
+        a_t, c_t, y_t = inp
+        m_pred = a_t * m + c_t
+        p_pred = a_t * a_t * p + 1
+        gain = lam * p_pred / (lam * p_pred + 1)
+        m_new = m_pred + gain * (y_t - m_pred)
+        return (m_new, p_pred - gain * p_pred), m_new
+
+    return lax.scan(step, (s0, jnp.zeros_like(s0)), (a, c, s_bar))[1]
 
 
 def _associative_kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) -> Array:
@@ -563,7 +581,8 @@ class NewtonSteps(NamedTuple):
     ``sequential`` is the sequential implementation of the same cell (the
     loop's :class:`jaxrnn._core.loop.CellSteps`): its projections, and on the
     CPU its hand-written reverse loop, which at the converged trajectory is the
-    implicit gradient.
+    implicit gradient. Elsewhere, and under a sequence mesh axis, the gradient is
+    :meth:`_parallel_backward`, whose scans split time over the mesh.
     """
 
     cell: Any
@@ -596,7 +615,8 @@ class NewtonSteps(NamedTuple):
 
     def backward(self, params, state, px, residual, mask, d_ys, d_final):
         states_prev, _ = residual
-        if associative.default_method() == "sequential":
+        # In order on the CPU, unless time is split over a sequence mesh: the reverse scan splits as the forward's.
+        if associative.default_method() == "sequential" and sharding.sequence_mesh() is None:
             return self.sequential.backward(params, state, px, (states_prev, None), mask, d_ys, d_final)
         return self._parallel_backward(params, state, px, states_prev, mask, d_ys, d_final)
 
