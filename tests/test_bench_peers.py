@@ -145,7 +145,8 @@ def test_available_peers(cell_name, backend, expected):
         (
             lambda p: available_peers("elman", "cpu"),
             ValueError,
-            r"one of \['lstm', 'gru', 'elman_tanh', 'elman_relu', 'layer_norm_lstm', 'mingru', 'minlstm', 'lru'\], "
+            r"one of \['lstm', 'gru', 'elman_tanh', 'elman_relu', 'layer_norm_lstm', 'lstm_diagonal', 'gru_diagonal', 'mingru', "
+                r"'minlstm', 'lru'\], "
             r"got 'elman'",
         ),
         (
