@@ -10,11 +10,15 @@
 #   4. the parallel suite: mingru, minlstm and lru with solver="parallel" against jaxrnn's
 #      sequential GRU and LSTM, H=128, B=1 and 16, T=1024 to 65536 (each row checked first
 #      against the sequential scan's jax.grad; estimated 2-3 minutes, most of it the
-#      sequential rows at T=65536).
+#      sequential rows at T=65536);
+#   5. the Newton solvers (quasi-DEER, DEER) for GRU, LSTM and their diagonal variants against
+#      their sequential scans at B=1, T=16384 and 65536, H=128, and cuDNN and PyTorch at the
+#      same shapes (the target: a Newton solver faster than the best sequential path, cuDNN
+#      included, at B=1, T >= 16k). DEER rows over the suite's 2 GiB Jacobian cap are skipped.
 # Usage, from the repository root (no install needed):
 #   OUT=/some/dir bash benchmarks/gpu_check.sh
 # Results: $OUT/device_check.json, $OUT/pallas_tune.json, $OUT/{default,highest,bf16}/bench.{json,md},
-# $OUT/parallel/parallel.{json,md}, plots.
+# $OUT/parallel/parallel.{json,md}, $OUT/newton/parallel.{json,md}, $OUT/newton_peers/bench.{json,md}, plots.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -33,6 +37,11 @@ python3 -m jaxrnn bench --backend gpu --precision bf16 --cells lstm,gru --repeat
   --shapes 16x4096x128,1x8192x128 --sweep 16x128:4096 --out "$OUT/bf16" || status=1
 python3 -m jaxrnn bench --backend gpu --suite parallel --lengths 1024,4096,16384,65536 --batches 1,16 \
   --hidden 128 --repeats 5 --out "$OUT/parallel" || status=1
+python3 -m jaxrnn bench --backend gpu --suite parallel --cells gru,lstm,gru_diagonal,lstm_diagonal \
+  --lengths 16384,65536 --batches 1 --hidden 128 --solvers sequential,quasi-deer,deer --repeats 3 \
+  --out "$OUT/newton" || status=1
+python3 -m jaxrnn bench --backend gpu --cells lstm,gru --repeats 3 --shapes 1x16384x128,1x65536x128 \
+  --out "$OUT/newton_peers" || status=1
 cat "$OUT/pallas_tune.txt" "$OUT/default/bench.md" "$OUT/highest/bench.md" "$OUT/bf16/bench.md" \
-  "$OUT/parallel/parallel.md" 2>/dev/null
+  "$OUT/parallel/parallel.md" "$OUT/newton/parallel.md" "$OUT/newton_peers/bench.md" 2>/dev/null
 exit $status
