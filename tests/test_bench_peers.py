@@ -145,9 +145,8 @@ def test_available_peers(cell_name, backend, expected):
         (
             lambda p: available_peers("elman", "cpu"),
             ValueError,
-            r"one of \['lstm', 'gru', 'elman_tanh', 'elman_relu', 'layer_norm_lstm', 'lstm_diagonal', 'gru_diagonal', 'mingru', "
-                r"'minlstm', 'lru'\], "
-            r"got 'elman'",
+            r"one of \['lstm', 'gru', 'elman_tanh', 'elman_relu', 'layer_norm_lstm', 'lstm_diagonal', 'gru_diagonal', "
+            r"'mingru', 'minlstm', 'lru'\], got 'elman'",
         ),
         (
             lambda p: make_peer("flax-SimpleCell", "lstm", p),
