@@ -51,24 +51,3 @@ def _user_defaults_for_doctests(request):
 def pytest_unconfigure(config):
     if _OWN_CACHE and not hasattr(config, "workerinput"):  # the controller, which made it
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-
-
-# The tests that take over 10 s each on the 2-core CI machine (its --durations list) run first.
-# Under pytest-xdist's two workers, one of them started near the end keeps its worker busy
-# after the other has run out of tests; started first, they overlap the many short tests.
-_SLOW_FIRST = (
-    "test_eight_devices",
-    "test_examples",
-    "test_benchmark_scripts_run_quick",
-    "test_bench_command_checks_every_implementation_and_writes_reports",
-    "test_two_processes_train_in_step_as_one_and_resume",
-    "test_readme_python_blocks_run_as_written",
-    "test_adding_defaults_beat_the_baseline_quickly",
-    "test_colab_notebook_runs_on_cpu",
-    "test_property_bptt_equals_autodiff_over_shapes_and_lengths",
-    "test_train_command_runs_a_real_task_and_resumes",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: getattr(item, "originalname", item.name) not in _SLOW_FIRST)  # stable

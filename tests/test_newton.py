@@ -75,9 +75,8 @@ VALUE_CASES = [
     ("deer", "lstm", False),
     ("deer", "leaky", True),
     ("quasi-deer", "gru", True),
-    ("quasi-deer", "layer_norm_lstm", False),
     ("elk", "elman_tanh", True),
-    ("quasi-elk", "lstm", True),
+    ("quasi-deer", "layer_norm_lstm", False),
 ]
 
 
@@ -176,7 +175,7 @@ def test_where_deer_overflows_elk_converges():
 
 
 def test_float32_warm_start_jit_and_vmap():
-    cell, params, xs = _make("gru", dtype=jnp.float32, steps=24, batch=2)
+    cell, params, xs = _make("elman_tanh", dtype=jnp.float32, steps=16, batch=2)
     want, _ = jr.rnn(cell, params, xs, solver="sequential")
 
     @jax.jit
@@ -185,7 +184,7 @@ def test_float32_warm_start_jit_and_vmap():
 
     ys, final, info = run(xs, None)
     np.testing.assert_allclose(ys, want, rtol=1e-4, atol=1e-4)
-    assert bool(info.converged) and int(info.iterations) > 2 and info.states.h.shape == (2, 24, HIDDEN)
+    assert bool(info.converged) and int(info.iterations) > 2 and info.states.h.shape == (2, 16, HIDDEN)
     _, _, warm = run(xs, info.states)  # the trajectory of a previous call: converged from the start
     assert int(warm.iterations) == 0
     mapped = jax.vmap(lambda x: jr.rnn(cell, params, x, solver="quasi-deer")[0])(xs)

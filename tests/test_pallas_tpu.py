@@ -98,8 +98,16 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("kind", ref.KINDS)
-@pytest.mark.parametrize("shape, tiles, with_mask, truncate", CASES)
+# Every kind in both cases, but the two Elman activations (which differ in f alone) one case each.
+KERNEL_CASES = [
+    pytest.param(kind, *case.values, id=f"{case.id}-{kind}")
+    for case in CASES
+    for kind in ref.KINDS
+    if (kind, case.id) not in {("elman_relu", "T7-B11-H20-mask-two-tiles"), ("elman_tanh", "T9-B1-H8-no-mask")}
+]
+
+
+@pytest.mark.parametrize("kind, shape, tiles, with_mask, truncate", KERNEL_CASES)
 def test_kernels_equal_the_reference(kind, shape, tiles, with_mask, truncate):
     _check_against_reference(kind, shape, with_mask=with_mask, truncate=truncate, tiles=tiles, tol=2e-5)
 
