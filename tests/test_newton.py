@@ -84,8 +84,8 @@ VALUE_CASES = [
 def test_values_equal_a_python_loop(solver_name, cell_name, reverse):
     cell, params, xs = _make(cell_name)
     want = loop_rnn_padded(cell, params, xs, LENGTHS, reverse=reverse)
-    got = jr.rnn(cell, params, xs, lengths=LENGTHS, reverse=reverse, solver=SOLVERS[solver_name])
-    assert_trees_close(got, want, rtol=1e-9, atol=1e-9)
+    run = jax.jit(lambda p, x: jr.rnn(cell, p, x, lengths=LENGTHS, reverse=reverse, solver=SOLVERS[solver_name]))
+    assert_trees_close(run(params, xs), want, rtol=1e-9, atol=1e-9)
 
 
 def test_the_implicit_gradient_equals_autodiff():
@@ -117,11 +117,15 @@ def test_structured_jacobians_equal_jacfwd_of_the_step(cell_name):
     xs_tm = jnp.swapaxes(xs, 0, 1)
     problem = newton._Problem(cell, params, cell.project(params, xs_tm), layout, None)
     prev_v = layout.flat(state)
-    dense = problem._dense(prev_v)
-    f, full = problem.linearise(prev_v, "full")
-    _, blocks = problem.linearise(prev_v, "diagonal")
+
+    @jax.jit
+    def all_forms(prev_v):
+        f, full = problem.linearise(prev_v, "full")
+        return problem._dense(prev_v), f, full, problem.linearise(prev_v, "diagonal")[1], problem.evaluate(prev_v)
+
+    dense, f, full, blocks, evaluated = all_forms(prev_v)
     np.testing.assert_allclose(full, dense, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(f, problem.evaluate(prev_v), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f, evaluated, rtol=1e-12, atol=1e-12)
     k, h = layout.shape
     six = dense.reshape(dense.shape[:2] + (k, h, k, h))
     want = jnp.einsum("tbkili->tbikl", six)
@@ -134,8 +138,9 @@ def test_structured_jacobians_equal_jacfwd_of_the_step(cell_name):
 def test_diagonal_cells_quasi_deer_is_exact_newton():
     """For a diagonal cell quasi-DEER's Jacobian is the true one: the same iterates as DEER."""
     cell, params, xs = _make("lstm_diagonal", steps=12)
-    _, _, quasi = jr.rnn(cell, params, xs, solver=jr.QuasiDEER(tol=1e-12), return_info=True)
-    _, _, full = jr.rnn(cell, params, xs, solver=jr.DEER(tol=1e-12), return_info=True)
+    quasi, full = jax.jit(
+        lambda x: [jr.rnn(cell, params, x, solver=s(tol=1e-12), return_info=True)[2] for s in (jr.QuasiDEER, jr.DEER)]
+    )(xs)
     assert int(quasi.iterations) == int(full.iterations) < 12
     assert_trees_close(quasi.states, full.states, rtol=1e-12, atol=1e-12)
 
@@ -168,15 +173,17 @@ def test_where_deer_overflows_elk_converges():
     with pytest.warns(UserWarning, match="DEER stopped after 1 iterations with residual nan"):
         _, _, info = jr.rnn(cell, params, xs[0], solver="deer", return_info=True)
     assert not bool(info.converged) and not np.isfinite(float(info.residual))
-    for solver in (jr.ELK(max_iters=150), jr.QuasiELK(max_iters=150)):
-        ys, _, info = jr.rnn(cell, params, xs[0], solver=solver, return_info=True)
+    damped = jax.jit(
+        lambda x: [jr.rnn(cell, params, x, solver=s(max_iters=150), return_info=True) for s in (jr.ELK, jr.QuasiELK)]
+    )
+    for ys, _, info in damped(xs[0]):
         assert bool(info.converged) and int(info.iterations) < 150
         np.testing.assert_allclose(ys, want, atol=1e-4)
 
 
 def test_float32_warm_start_jit_and_vmap():
     cell, params, xs = _make("elman_tanh", dtype=jnp.float32, steps=16, batch=2)
-    want, _ = jr.rnn(cell, params, xs, solver="sequential")
+    want = jax.jit(lambda x: jr.rnn(cell, params, x, solver="sequential")[0])(xs)
 
     @jax.jit
     def run(xs, guess):
@@ -187,7 +194,7 @@ def test_float32_warm_start_jit_and_vmap():
     assert bool(info.converged) and int(info.iterations) > 2 and info.states.h.shape == (2, 16, HIDDEN)
     _, _, warm = run(xs, info.states)  # the trajectory of a previous call: converged from the start
     assert int(warm.iterations) == 0
-    mapped = jax.vmap(lambda x: jr.rnn(cell, params, x, solver="quasi-deer")[0])(xs)
+    mapped = jax.jit(jax.vmap(lambda x: jr.rnn(cell, params, x, solver="quasi-deer")[0]))(xs)
     np.testing.assert_allclose(mapped, want, rtol=1e-4, atol=1e-4)
 
 
