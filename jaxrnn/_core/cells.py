@@ -116,6 +116,11 @@ class LinearRecurrence(NamedTuple):
     log_coefficients: Callable[..., Any] | None = None
 
 
+def is_split(cell) -> bool:
+    """Whether ``cell`` splits its step into ``project`` / ``project_state`` / ``update`` (see :class:`Cell`)."""
+    return all(getattr(cell, name, None) is not None for name in ("project", "project_state", "update"))
+
+
 def linear_step(recurrence: LinearRecurrence) -> Callable[..., Any]:
     """The ``step(params, state, x) -> (state, y)`` of a cell with this linear ``recurrence``."""
 

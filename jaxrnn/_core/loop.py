@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn._core import newton
-from jaxrnn._core.cells import HiddenState, LSTMState, builtin_kind
+from jaxrnn._core.cells import HiddenState, LSTMState, builtin_kind, is_split
 from jaxrnn._core.masking import reverse_within, select, step_masks, truncation_cut, zero_where_masked
 from jaxrnn._core.strategy import Strategy
 from jaxrnn._kernels import associative, registry, sharding
@@ -90,11 +90,6 @@ class Steps(Protocol):
         """
 
 
-def _is_split(cell) -> bool:
-    """Whether ``cell`` splits its step into ``project`` / ``project_state`` / ``update``."""
-    return all(getattr(cell, name, None) is not None for name in ("project", "project_state", "update"))
-
-
 def _carry_back(strategy: Strategy, d_prev, d_state, t, mask_t):
     """The cotangent into the previous state: skipped steps pass it through; truncation stops it."""
     d_prev = select(mask_t, d_prev, d_state)
@@ -111,7 +106,7 @@ class CellSteps(NamedTuple):
     strategy: Strategy
 
     def project(self, params, xs):
-        return self.cell.project(params, xs) if _is_split(self.cell) else xs
+        return self.cell.project(params, xs) if is_split(self.cell) else xs
 
     def project_state(self, params, states):
         return self.cell.project_state(params, states)
@@ -127,7 +122,7 @@ class CellSteps(NamedTuple):
         ``truncate``.
         """
         cell, strategy = self.cell, self.strategy
-        split = _is_split(cell)
+        split = is_split(cell)
         keep_rec = split and strategy.residuals == "gates"
         truncate = strategy.truncate if cut_gradients else None
 
@@ -164,7 +159,7 @@ class CellSteps(NamedTuple):
         cell, strategy = self.cell, self.strategy
         states_prev, saved_rec = residual
         steps = jnp.arange(px.shape[0])
-        if not _is_split(cell):
+        if not is_split(cell):
             return self._step_vjp_backward(params, px, states_prev, mask, d_ys, d_final)
         update_bwd = self._update_bwd()
 

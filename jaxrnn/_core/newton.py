@@ -50,7 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxrnn._core.cells import unit_structure
+from jaxrnn._core.cells import is_split, unit_structure
+from jaxrnn._core.checks import check_positive_int
 from jaxrnn._core.masking import select, truncation_cut, zero_where_masked
 from jaxrnn._kernels import associative, sharding
 
@@ -185,9 +186,7 @@ def check_solver(solver):
     """A Newton solver from its name or value, its options checked; ``guess`` is kept."""
     if isinstance(solver, str):
         solver = NEWTON_NAMES[solver]()
-    max_iters = solver.max_iters
-    if isinstance(max_iters, bool) or not isinstance(max_iters, (int, np.integer)) or max_iters < 1:
-        raise ValueError(f"{type(solver).__name__}: max_iters must be a positive int, got {max_iters!r}.")
+    check_positive_int(solver.max_iters, f"{type(solver).__name__}: max_iters")
     for name in ("tol", "damping"):
         value = getattr(solver, name)
         if name == "tol" and value is None:
@@ -291,10 +290,6 @@ class _Layout(NamedTuple):
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
 
-def _expand(mask, a):
-    return mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
-
-
 def _eye_like(a: Array) -> Array:
     return jnp.broadcast_to(jnp.eye(a.shape[-1], dtype=a.dtype), a.shape)
 
@@ -312,14 +307,10 @@ class _Problem(NamedTuple):
     layout: _Layout
     mask: Any  # [T, B] bool or None
 
-    @property
-    def split(self) -> bool:
-        return all(getattr(self.cell, n, None) is not None for n in ("project", "project_state", "update"))
-
     def step(self, prev, px):
         """``(new_state, y)`` of every step from the states entering them (any leading shape)."""
         cell = self.cell
-        if self.split:
+        if is_split(cell):
             return cell.update(prev, px, cell.project_state(self.params, prev))
         return cell.step(self.params, prev, px)
 
@@ -383,9 +374,7 @@ class _Problem(NamedTuple):
                 t, b = jac.shape[:2]
                 six = jac.reshape((t, b, num_leaves, hidden, num_leaves, hidden))
                 jac = jnp.diagonal(six, axis1=3, axis2=5).transpose(0, 1, 4, 2, 3)  # [T, B, H, K, K]
-        if self.mask is not None:
-            jac = jnp.where(_expand(self.mask, jac), jac, _eye_like(jac))
-        return f, jac
+        return f, select(self.mask, jac, _eye_like(jac))
 
     def _dense(self, prev_v: Array) -> Array:
         """``jax.jacfwd`` of one step, for every step and example: ``[T, B, N, N]``."""
@@ -654,7 +643,7 @@ class NewtonSteps(NamedTuple):
         d_new = layout.tree(jnp.concatenate([nu[1:], d_final_v[None]], axis=0))
         d_state0 = layout.tree(nu[0])
         d_new = zero_where_masked(mask, d_new)
-        if not problem.split:
+        if not is_split(cell):
             _, vjp = jax.vjp(lambda p, x: cell.step(p, states_prev, x), params, px)
             d_params, d_xs = vjp((d_new, d_ys))
             return d_xs, None, d_state0, d_params, None
