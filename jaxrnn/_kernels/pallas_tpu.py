@@ -75,6 +75,7 @@ from jax import lax
 
 from jaxrnn._core import gates as ref
 from jaxrnn._core.checks import check_positive_int
+from jaxrnn._kernels import arguments
 from jaxrnn._kernels.interface import PRECISIONS
 from jaxrnn._kernels.pallas_common import pad_axis, pad_gates, round_up, unpad_gates
 
@@ -249,50 +250,12 @@ def _require_available():
         raise RuntimeError(f"The Pallas TPU kernels cannot run: {WHY_UNAVAILABLE}")
 
 
-def _check_shape(fn: str, name: str, a, expected: tuple, what: str):
-    if a is None:
-        raise ValueError(f"{fn}: {name} is None; expected {what} of shape {expected}.")
-    if tuple(a.shape) != expected:
-        raise ValueError(f"{fn}: {name} has shape {tuple(a.shape)}; expected {what} of shape {expected}.")
-
-
-def _check_dtype(fn: str, name: str, a, allowed: tuple):
-    if a is not None and jnp.dtype(a.dtype) not in tuple(jnp.dtype(d) for d in allowed):
-        names = " or ".join(jnp.dtype(d).name for d in allowed)
-        raise ValueError(f"{fn}: {name} has dtype {jnp.dtype(a.dtype).name}; expected {names}.")
-
-
 def _check_common(fn: str, kind: str, px, w_hh, h0, c0, mask, precision: str) -> tuple:
     """``(T, B, H)`` after checking the arguments shared by forward and backward."""
     _require_available()
-    if kind not in ref.KINDS:
-        raise ValueError(f"{fn}: kind must be one of {ref.KINDS}, got {kind!r}.")
     if precision not in PRECISIONS:
         raise ValueError(f"{fn}: precision must be one of {PRECISIONS}, got {precision!r}.")
-    if getattr(h0, "ndim", None) != 2:
-        raise ValueError(f"{fn}: h0 must be [B, H], got shape {getattr(h0, 'shape', None)}.")
-    batch, hidden = h0.shape
-    g = ref.NUM_GATES[kind]
-    if getattr(px, "ndim", None) != 3 or px.shape[0] < 1:
-        raise ValueError(
-            f"{fn}: px must be [T, B, {g}*H] with T >= 1 (time-major input projection), "
-            f"got shape {getattr(px, 'shape', None)}."
-        )
-    steps = px.shape[0]
-    _check_shape(fn, "px", px, (steps, batch, g * hidden), f"[T, B, {g}*H] for kind {kind!r}")
-    _check_shape(fn, "w_hh", w_hh, (g * hidden, hidden), f"[{g}*H, H] for kind {kind!r}")
-    if kind == "lstm":
-        _check_shape(fn, "c0", c0, (batch, hidden), "[B, H] (LSTM)")
-    elif c0 is not None:
-        raise ValueError(f"{fn}: c0 must be None for kind {kind!r} (only LSTM has a cell state).")
-    if mask is not None:
-        _check_shape(fn, "mask", mask, (steps, batch), "[T, B]")
-        _check_dtype(fn, "mask", mask, (jnp.bool_,))
-    _check_dtype(fn, "px", px, (jnp.float32,))
-    _check_dtype(fn, "w_hh", w_hh, (jnp.float32, jnp.bfloat16))
-    _check_dtype(fn, "h0", h0, (jnp.float32,))
-    _check_dtype(fn, "c0", c0, (jnp.float32,))
-    return steps, batch, hidden
+    return arguments.check_common(fn, kind, px, w_hh, h0, c0, mask, w_dtypes=(jnp.float32, jnp.bfloat16))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,8 +528,8 @@ def forward(
     del unroll
     steps, batch, hidden = _check_common(fn, kind, px, w_hh, h0, c0, mask, precision)
     g = ref.NUM_GATES[kind]
-    _check_shape(fn, "b_hh", b_hh, (g * hidden,), f"[{g}*H] for kind {kind!r}")
-    _check_dtype(fn, "b_hh", b_hh, (jnp.float32,))
+    arguments.check_shape(fn, "b_hh", b_hh, (g * hidden,), f"[{g}*H] for kind {kind!r}")
+    arguments.check_dtype(fn, "b_hh", b_hh, (jnp.float32,))
     lstm, has_mask = kind == "lstm", mask is not None
     plan = _plan(kind, steps, batch, hidden, _kernel_w_dtype(w_hh.dtype, precision), time_block, batch_block)
     hp, gates = plan.hidden_padded, plan.num_gates * plan.hidden_padded
@@ -623,17 +586,17 @@ def backward(
     steps, batch, hidden = _check_common(fn, kind, px, w_hh, h0, c0, mask, precision)
     g = ref.NUM_GATES[kind]
     lstm, gru, has_mask = kind == "lstm", kind == "gru", mask is not None
-    _check_shape(fn, "rec_all", rec_all, (steps, batch, g * hidden), f"[T, B, {g}*H] for kind {kind!r}")
-    _check_shape(fn, "h_all", h_all, (steps, batch, hidden), "[T, B, H]")
-    _check_shape(fn, "d_h_all", d_h_all, (steps, batch, hidden), "[T, B, H]")
+    arguments.check_shape(fn, "rec_all", rec_all, (steps, batch, g * hidden), f"[T, B, {g}*H] for kind {kind!r}")
+    arguments.check_shape(fn, "h_all", h_all, (steps, batch, hidden), "[T, B, H]")
+    arguments.check_shape(fn, "d_h_all", d_h_all, (steps, batch, hidden), "[T, B, H]")
     if lstm:
-        _check_shape(fn, "c_all", c_all, (steps, batch, hidden), "[T, B, H] (LSTM)")
-        _check_shape(fn, "d_c_last", d_c_last, (batch, hidden), "[B, H] (LSTM)")
+        arguments.check_shape(fn, "c_all", c_all, (steps, batch, hidden), "[T, B, H] (LSTM)")
+        arguments.check_shape(fn, "d_c_last", d_c_last, (batch, hidden), "[B, H] (LSTM)")
     elif c_all is not None or d_c_last is not None:
         raise ValueError(f"{fn}: c_all and d_c_last must be None for kind {kind!r} (only LSTM has a cell state).")
     for name, a in (("rec_all", rec_all), ("h_all", h_all), ("c_all", c_all), ("d_h_all", d_h_all)):
-        _check_dtype(fn, name, a, (jnp.float32,))
-    _check_dtype(fn, "d_c_last", d_c_last, (jnp.float32,))
+        arguments.check_dtype(fn, name, a, (jnp.float32,))
+    arguments.check_dtype(fn, "d_c_last", d_c_last, (jnp.float32,))
     del b_hh, unroll
     truncate = check_positive_int(truncate, f"{fn}: truncate", allow_none=True)
 
