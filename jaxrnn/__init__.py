@@ -34,6 +34,7 @@ from jaxrnn._core.rnn import rnn as rnn
 from jaxrnn._core.strategy import default_unroll as default_unroll
 from jaxrnn._interop.torch import from_torch as from_torch
 from jaxrnn._interop.torch import to_torch as to_torch
+from jaxrnn._kernels.registry import CPUKernel as CPUKernel
 from jaxrnn._kernels.registry import Pallas as Pallas
 
 __version__ = "0.1.0"
@@ -54,6 +55,7 @@ __all__ = [
     "LinearRecurrence",
     "MinRNNParams",
     "Pallas",
+    "CPUKernel",
     "QuasiDEER",
     "QuasiELK",
     "RNN",

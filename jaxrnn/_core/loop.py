@@ -218,11 +218,13 @@ class KernelSteps(NamedTuple):
         backend = self.strategy.backend
         if isinstance(backend, registry.Pallas):
             return dict(precision=backend.precision, interpret=backend.interpret, unroll=self.strategy.unroll)
+        if isinstance(backend, registry.CPUKernel):
+            return dict(precision=None, interpret=False, unroll=self.strategy.unroll, threads=backend.threads)
         return dict(precision=None, interpret=False, unroll=self.strategy.unroll)
 
     def _call(self, fn, args: tuple, batch_axes: tuple, out_batch_axes: tuple):
-        """``fn(*args)``; a Pallas kernel runs per batch shard under a data-parallel mesh."""
-        if isinstance(self.strategy.backend, registry.Pallas):
+        """``fn(*args)``; a Pallas or CPU kernel (opaque to XLA's partitioner) runs per batch shard under a data-parallel mesh."""
+        if isinstance(self.strategy.backend, (registry.Pallas, registry.CPUKernel)):
             return sharding.per_batch_shard(fn, args, batch_axes, out_batch_axes)
         return fn(*args)
 
@@ -356,7 +358,7 @@ def dispatch(cell, strategy: Strategy) -> Steps:
 
     The parallel solver runs a linear-recurrence cell as an associative scan. A
     built-in cell (with its own functions) runs on a fused kernel: the XLA scan
-    kernel, or the Pallas kernel the strategy names. Every other cell, and the
+    kernel, or the Pallas or C++ CPU kernel the strategy names. Every other cell, and the
     autodiff reference, runs on the cell's own functions.
     """
     if strategy.solver == "parallel":
@@ -367,6 +369,8 @@ def dispatch(cell, strategy: Strategy) -> Steps:
     if strategy.grad == "autodiff" or kind is None:
         return CellSteps(cell, strategy)
     backend = strategy.backend
+    if isinstance(backend, registry.CPUKernel):
+        return KernelSteps(cell, kind, registry.kernel("cpu"), strategy)
     name = backend.target if isinstance(backend, registry.Pallas) else "xla"
     assert name is not None, "the strategy's Pallas backend has its target resolved"
     return KernelSteps(cell, kind, registry.kernel(name), strategy)

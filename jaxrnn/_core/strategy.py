@@ -20,12 +20,12 @@ from jaxrnn._core import newton
 from jaxrnn._core.cells import builtin_kind
 from jaxrnn._core.checks import check_positive_int
 from jaxrnn._kernels import registry, sharding
-from jaxrnn._kernels.registry import Pallas
+from jaxrnn._kernels.registry import CPUKernel, Pallas
 
 GRAD_MODES = ("bptt", "autodiff")
 RESIDUALS = ("states", "gates")
 SOLVERS = ("sequential", "parallel")
-BACKENDS = ("auto", "xla", "pallas")
+BACKENDS = ("auto", "xla", "pallas", "cpu")
 
 # lax.scan unroll by backend. CPU: measured in benchmarks/NOTES.md ("unroll on CPU").
 # GPU/TPU: BASELINES.md measured unroll 8 near the best at batch >= 16 on an H100.
@@ -60,18 +60,21 @@ class Strategy(NamedTuple):
     # how the forward covers time: "sequential" (a scan), "parallel" (an associative scan) or a
     # Newton solver (jr.DEER, jr.QuasiDEER, jr.ELK, jr.QuasiELK; its guess kept out, so hashable)
     solver: Any = "sequential"
-    backend: str | Pallas = "xla"  # the kernel of a sequential loop: "xla" or a Pallas with its target
+    # the kernel of a sequential loop: "xla", a Pallas with its target, or the C++ CPUKernel
+    backend: str | Pallas | CPUKernel = "xla"
 
 
-def check_backend(backend) -> str | Pallas:
-    """``backend`` as ``"auto"``, ``"xla"`` or a checked :class:`Pallas`; a ValueError for anything else."""
-    if isinstance(backend, Pallas):
+def check_backend(backend) -> str | Pallas | CPUKernel:
+    """``backend`` as ``"auto"``, ``"xla"``, a checked :class:`Pallas` or :class:`CPUKernel`; else a ValueError."""
+    if isinstance(backend, (Pallas, CPUKernel)):
         return backend.checked()
     if backend == "pallas":
         return Pallas()
+    if backend == "cpu":
+        return CPUKernel()
     if isinstance(backend, str) and backend in BACKENDS:
         return backend
-    raise ValueError(f"backend must be one of {BACKENDS} or a jr.Pallas(...), got {backend!r}.")
+    raise ValueError(f"backend must be one of {BACKENDS}, a jr.Pallas(...) or a jr.CPUKernel(...), got {backend!r}.")
 
 
 def _check_options(grad, truncate, remat, residuals, unroll):
@@ -188,15 +191,45 @@ def _dtype_problem(w_dtype, xs_dtype) -> str | None:
     return None
 
 
+def _no_kernel(cell) -> str:
+    return f"the {_cell_name(cell)} cell has no fused kernel (only jr.elman, jr.lstm and jr.gru do, with their own functions)"
+
+
+def _cpu_problem(cell, batch: int, w_dtype, xs_dtype) -> str | None:
+    """Why the C++ CPU kernel cannot run this call (None when it can); builds it on the first call."""
+    kind = builtin_kind(cell)
+    if kind is None:
+        return _no_kernel(cell)
+    if jax.default_backend() != "cpu":
+        return f"the default device is {jax.default_backend()!r}; the CPU kernel runs on the CPU only"
+    for name, dtype in (("xs", xs_dtype), ("the weights", w_dtype)):
+        if jnp.dtype(dtype) != jnp.float32:
+            return f"the CPU kernel computes in float32 and {name} are {jnp.dtype(dtype).name} (the XLA path runs them)"
+    return registry.kernel("cpu").unsupported(kind, batch, cell.hidden_size, jnp.dtype(w_dtype))
+
+
+def _auto_cpu(cell, grad: str, residuals: str, batch: int, w_dtype, xs_dtype) -> str | CPUKernel:
+    """``backend="auto"`` on a CPU: the C++ kernel where the committed benchmark measured it faster, else XLA.
+
+    A kernel that could not be built warns once (how to get it) and leaves the XLA path.
+    """
+    kind = builtin_kind(cell)
+    dtypes_ok = jnp.dtype(w_dtype) == jnp.float32 and jnp.dtype(xs_dtype) == jnp.float32
+    if grad != "bptt" or residuals != "gates" or kind not in registry.AUTO_CPU or not dtypes_ok:
+        return "xla"
+    reason = _cpu_problem(cell, batch, w_dtype, xs_dtype)
+    if reason is None:
+        return CPUKernel()
+    registry.kernel("cpu").warn_not_built(reason)
+    return "xla"
+
+
 def _kernel_problem(cell, pallas: Pallas, batch: int, w_dtype, xs_dtype) -> tuple:
     """``(target, None)`` when the Pallas kernel can run this call, else ``(target, reason)``."""
     target = pallas.target or registry.pallas_target(jax.default_backend())
     kind = builtin_kind(cell)
     if kind is None:
-        return target, (
-            f"the {_cell_name(cell)} cell has no fused kernel "
-            f"(only jr.elman, jr.lstm and jr.gru do, with their own functions)"
-        )
+        return target, _no_kernel(cell)
     if target is None:
         return None, (
             f"the default device is {jax.default_backend()!r}; Pallas kernels compile for GPU and TPU only "
@@ -212,15 +245,18 @@ def _kernel_problem(cell, pallas: Pallas, batch: int, w_dtype, xs_dtype) -> tupl
 
 
 def _resolve_backend(backend, cell, grad: str, residuals: str, batch: int, w_dtype, xs_dtype):
-    """``"xla"`` or a :class:`Pallas` with its target set.
+    """``"xla"``, a :class:`Pallas` with its target set, or a :class:`CPUKernel`.
 
     ``"auto"`` picks a Pallas kernel only where :data:`jaxrnn._kernels.registry.AUTO_PALLAS`
-    says a committed device benchmark measured it faster, and falls back to XLA
-    silently; an explicit Pallas backend that cannot run the call raises a
-    ValueError that says why.
+    says a committed device benchmark measured it faster, and the C++ CPU kernel where
+    :data:`jaxrnn._kernels.registry.AUTO_CPU` says so for a CPU; otherwise XLA, silently
+    (but for a CPU kernel that could not be built: one warning). An explicit kernel
+    backend that cannot run the call raises a ValueError that says why.
     """
     if backend == "xla":
         return "xla"
+    if backend == "auto" and jax.default_backend() == "cpu":
+        return _auto_cpu(cell, grad, residuals, batch, w_dtype, xs_dtype)
     if backend == "auto":
         target = registry.pallas_target(jax.default_backend())
         limit = registry.AUTO_PALLAS.get((target, builtin_kind(cell)))
@@ -238,10 +274,14 @@ def _resolve_backend(backend, cell, grad: str, residuals: str, batch: int, w_dty
             f"backend={backend!r} keeps the recurrent projections for its reverse pass (residuals='gates'); "
             f"residuals={residuals!r} applies to the XLA path only. For less memory, use remat=k."
         )
-    target, reason = _kernel_problem(cell, backend, batch, w_dtype, xs_dtype)
+    if isinstance(backend, CPUKernel):
+        reason = _cpu_problem(cell, batch, w_dtype, xs_dtype)
+        target = None
+    else:
+        target, reason = _kernel_problem(cell, backend, batch, w_dtype, xs_dtype)
     if reason:
         raise ValueError(f"backend={backend!r} cannot run this call: {reason}. Use backend='auto' or 'xla'.")
-    return backend._replace(target=target)
+    return backend if isinstance(backend, CPUKernel) else backend._replace(target=target)
 
 
 def resolve(
@@ -253,7 +293,7 @@ def resolve(
     residuals: str = "gates",
     unroll: int | bool | None = None,
     solver: str | None = None,
-    backend: str | Pallas = "auto",
+    backend: str | Pallas | CPUKernel = "auto",
     batch: int = 1,
     num_steps: int = 1,
     w_dtype=jnp.float32,

@@ -18,6 +18,7 @@ _MODULES = {
     "xla": "jaxrnn._kernels.xla",
     "gpu": "jaxrnn._kernels.pallas_gpu",
     "tpu": "jaxrnn._kernels.pallas_tpu",
+    "cpu": "jaxrnn._kernels.cpu",
 }
 
 _PLATFORM_TARGET = {"gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
@@ -26,6 +27,11 @@ _PLATFORM_TARGET = {"gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
 # at which a committed device benchmark (benchmarks/results/) measured the kernel faster
 # than the XLA path. No device run has been committed yet, so "auto" is XLA everywhere.
 AUTO_PALLAS: dict = {}
+
+# Where backend="auto" picks the C++ CPU kernel on a CPU: the built-in kinds for which the
+# committed CPU benchmark (benchmarks/results/, see the README) measured it faster than the
+# XLA path, fwd+bwd, at every shape it ran.
+AUTO_CPU: frozenset = frozenset()
 
 
 class Pallas(NamedTuple):
@@ -63,8 +69,35 @@ class Pallas(NamedTuple):
         return self
 
 
+class CPUKernel(NamedTuple):
+    """Settings of the C++ CPU kernel: ``jr.rnn(..., backend=jr.CPUKernel(...))``.
+
+    ``backend="cpu"`` is ``CPUKernel()``. The kernel is compiled on first use into a
+    per-user cache (a C++17 compiler is needed once; see the README).
+
+    Attributes:
+      threads: the most threads one call uses, taken from XLA's own intra-op pool
+        (None: as many as the pool has; 1: the calling thread only).
+
+    Example:
+      >>> import jaxrnn as jr
+      >>> jr.CPUKernel(threads=1)
+      CPUKernel(threads=1)
+    """
+
+    threads: int | None = None
+
+    def checked(self) -> CPUKernel:
+        """This value, or a ValueError naming the field that is out of range."""
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise ValueError(f"CPUKernel threads must be a positive int or None, got {self.threads!r}.")
+        return self
+
+
 def kernel(name: str):
-    """The kernel module called ``name`` (``"xla"``, ``"gpu"`` or ``"tpu"``), imported on first use."""
+    """The kernel module called ``name`` (``"xla"``, ``"gpu"``, ``"tpu"`` or ``"cpu"``), imported on first use."""
     return importlib.import_module(_MODULES[name])
 
 
