@@ -19,6 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PUBLIC = [
     "Bidirectional",
     "Cell",
+    "CPUKernel",
     "CellParams",
     "DEER",
     "ELK",

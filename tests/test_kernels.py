@@ -16,7 +16,7 @@ import pytest
 from jaxrnn._core import gates
 from jaxrnn._kernels import interface, registry, xla
 
-KERNELS = ("xla", "gpu", "tpu")
+KERNELS = ("xla", "gpu", "tpu", "cpu")
 
 
 @pytest.mark.parametrize("name", KERNELS)

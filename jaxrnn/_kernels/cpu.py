@@ -52,13 +52,12 @@ _warned: list = []
 
 
 def warn_not_built(reason: str) -> None:
-    """Warn, once per process, that the kernel could not be built, and how to get it."""
+    """Warn, once per process, why the kernel cannot run (from :func:`unsupported`) and how to get it."""
     if _warned:
         return
     _warned.append(reason)
     warnings.warn(
-        f"jaxrnn: the C++ CPU kernel could not be built ({reason}), so the XLA path runs instead. "
-        f"To get the kernel, {cpu_build.HOW_TO_GET_IT}.",
+        f"jaxrnn: {reason}; the XLA path runs instead. To get the kernel, {cpu_build.HOW_TO_GET_IT}.",
         RuntimeWarning,
         stacklevel=3,
     )

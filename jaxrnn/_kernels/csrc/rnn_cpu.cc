@@ -99,7 +99,7 @@ inline vf vtanh(vf x) {
   p = p * z + 1.33314422036e-1f;
   p = p * z - 3.33332819422e-1f;
   vf small = x + x * z * p;
-  vf e = vexp(2.0f * clamp_above(ax, 9.0f));
+  vf e = vexp(2.0f * clamp_above(ax, 10.0f));  // tanh(10) rounds to 1
   vf big = (vf)((vi)(1.0f - 2.0f / (e + 1.0f)) | sign);
   return select(ax < splat(0.625f), small, big);
 }
