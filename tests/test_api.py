@@ -18,8 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PUBLIC = [
     "Bidirectional",
-    "Cell",
     "CPUKernel",
+    "Cell",
     "CellParams",
     "DEER",
     "ELK",
