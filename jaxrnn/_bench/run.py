@@ -4,7 +4,8 @@ One run times every implementation on the same weights and inputs:
 
 - ``jaxrnn-bptt`` (:func:`jaxrnn.rnn` with the hand-written BPTT on the XLA
   backend), ``jaxrnn-pallas`` (the same with the fused Pallas kernels; GPU and TPU
-  only; "highest" precision at ``--precision highest``, else "fast") and
+  only; "highest" precision at ``--precision highest``, else "fast"), ``jaxrnn-cpu``
+  (the same with the C++ CPU kernel; CPU only, where it builds) and
   ``jaxrnn-autodiff`` (``jax.grad`` through the plain scan);
 - flax ``nn.RNN`` with its cells and, on GPU, cuDNN through
   ``jax.experimental.rnn`` (:mod:`jaxrnn._bench.peers`);
@@ -50,12 +51,14 @@ from jaxrnn._app import options, plotting
 from jaxrnn._app import progress as bars  # run() takes a progress callback
 from jaxrnn._app.cells import CELLS
 from jaxrnn._bench import peers, torch_peer, torch_worker
+from jaxrnn._kernels import cpu_build
 from jaxrnn._kernels import registry as _kernels
 
 # The cells measured by default: those with peers to compare against.
 DEFAULT_CELLS = ("lstm", "gru", "elman_tanh")
-JAXRNN_IMPLS = ("jaxrnn-bptt", "jaxrnn-pallas", "jaxrnn-autodiff")
+JAXRNN_IMPLS = ("jaxrnn-bptt", "jaxrnn-pallas", "jaxrnn-cpu", "jaxrnn-autodiff")
 PALLAS = "jaxrnn-pallas"
+CPU_KERNEL = "jaxrnn-cpu"
 ALL_IMPLS = JAXRNN_IMPLS + (
     "flax-LSTMCell",
     "flax-OptimizedLSTMCell",
@@ -185,9 +188,11 @@ def canonical(loss, d_params, d_xs=None) -> dict:
 
 def _jaxrnn_impl(name: str, cell, params, precision: str = "default") -> Impl:
     grad = "autodiff" if name == REFERENCE else "bptt"
-    backend: str | jr.Pallas = "xla"
+    backend: str | jr.Pallas | jr.CPUKernel = "xla"
     if name == PALLAS:
         backend = jr.Pallas(precision="highest" if precision == "highest" else "fast")
+    if name == CPU_KERNEL:
+        backend = jr.CPUKernel()
 
     def forward(p, xs):
         return jr.rnn(cell, p, xs, grad=grad, backend=backend)[0]
@@ -270,9 +275,11 @@ def inputs(shape: Shape, seed: int = 0) -> list:
 
 def _impl_names(plan: Plan, cell_name: str) -> list:
     """The implementations to run, the correctness reference first."""
-    pallas = [PALLAS] if _kernels.pallas_target(jax.devices(plan.backend)[0].platform) else []
+    device_platform = jax.devices(plan.backend)[0].platform
+    pallas = [PALLAS] if _kernels.pallas_target(device_platform) else []
+    cpu = [CPU_KERNEL] if device_platform == "cpu" and cpu_build.problem() is None else []
     torch = ["torch"] if cell_name in torch_worker.CELLS else []
-    names = [REFERENCE, OURS] + pallas + peers.available_peers(cell_name, plan.backend) + torch
+    names = [REFERENCE, OURS] + pallas + cpu + peers.available_peers(cell_name, plan.backend) + torch
     if plan.impls is not None:
         names = [n for n in names if n in plan.impls or n == REFERENCE]
     return names
@@ -518,8 +525,8 @@ def best_peer(rows: list) -> dict | None:
 
 
 def best_ours(rows: list) -> dict | None:
-    """The fastest correct jaxrnn implementation among ``rows`` (hand-written BPTT, XLA or Pallas)."""
-    ours = [r for r in rows if r["impl"] in (OURS, PALLAS) and r["status"] == "ok"]
+    """The fastest correct jaxrnn implementation among ``rows`` (hand-written BPTT: XLA, Pallas or the CPU kernel)."""
+    ours = [r for r in rows if r["impl"] in (OURS, PALLAS, CPU_KERNEL) and r["status"] == "ok"]
     return min(ours, key=lambda r: r["fwdbwd"]["median_ms"], default=None)
 
 

@@ -93,9 +93,10 @@ def rnn(
       backend: what runs the time loop: ``"xla"`` (``lax.scan``), ``"pallas"``
         (a fused kernel per layer with the recurrent weights on chip, for
         :func:`elman`, :func:`lstm` and :func:`gru` on GPU and TPU; needs
-        ``grad="bptt"``), a :class:`Pallas` with explicit settings, or ``"auto"``
-        (default): the kernel only where a committed device benchmark measured it
-        faster, else XLA.
+        ``grad="bptt"``), a :class:`Pallas` with explicit settings, ``"cpu"`` or a
+        :class:`CPUKernel` (the C++ kernel of the same three cells on a CPU, float32,
+        compiled on first use), or ``"auto"`` (default): a kernel only where a
+        committed benchmark measured it faster, else XLA.
       solver: how the forward pass covers time. ``"sequential"``: a scan, step by
         step (any cell). ``"parallel"``: an associative scan of the linear
         recurrence :math:`h_t = a_t \odot h_{t-1} + b_t` that a cell declares
