@@ -241,11 +241,6 @@ void run_stages(ffi::ThreadPool& pool, int threads, int chunks, int64_t stages,
   team->finished.store(true, std::memory_order_release);
 }
 
-int choose_threads(ffi::ThreadPool& pool, int64_t requested, int64_t blocks) {
-  int64_t available = std::max<int64_t>(pool.num_threads(), 1);
-  int64_t n = requested > 0 ? requested : available;
-  return static_cast<int>(std::max<int64_t>(1, std::min({n, available, blocks})));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Shapes of one call (the leading axes of vmap, if any, are `batch_calls` independent calls).
@@ -254,20 +249,41 @@ struct Dims {
   int64_t calls, T, B, H, G, GH, NB;
 };
 
+// The fewest multiply-adds of a step's product per thread for "auto" to add a thread: below it,
+// a step's barrier costs more than the share saves (measured: benchmarks/NOTES.md).
+constexpr int64_t kMinWorkPerThread = 1 << 16;
+
+// Threads for one call: at most the pool's (XLA's intra-op threads), the blocks of units, and
+// `requested` when given; with "auto" (requested 0), one per kMinWorkPerThread of work a step.
+int choose_threads(ffi::ThreadPool& pool, int64_t requested, const Dims& d) {
+  const int64_t available = std::max<int64_t>(pool.num_threads(), 1);
+  const int64_t want = requested > 0 ? requested : std::max<int64_t>(1, d.B * d.GH * d.H / kMinWorkPerThread);
+  return static_cast<int>(std::max<int64_t>(1, std::min({want, available, d.NB})));
+}
+
 ffi::Error check(bool ok, const char* what) {
   return ok ? ffi::Error::Success() : ffi::Error(ffi::ErrorCode::kInvalidArgument, what);
 }
 
-// Weights packed for the forward: [NB][H (k)][G][L]; for the backward: [NB][G*H (r)][L].
-void pack(const float* w, const Dims& d, float* fwd, float* bwd) {
+// Weights packed for the forward, [NB][H (k)][G][L]: a block's gate columns for one k side by side.
+void pack_forward(const float* w, const Dims& d, float* fwd) {
   for (int64_t nb = 0; nb < d.NB; ++nb)
-    for (int l = 0; l < L; ++l) {
-      int64_t u = nb * L + l;
+    for (int64_t k = 0; k < d.H; ++k)
       for (int g = 0; g < d.G; ++g)
-        for (int64_t k = 0; k < d.H; ++k)
+        for (int l = 0; l < L; ++l) {
+          const int64_t u = nb * L + l;
           fwd[((nb * d.H + k) * d.G + g) * L + l] = u < d.H ? w[(g * d.H + u) * d.H + k] : 0.0f;
-      for (int64_t r = 0; r < d.GH; ++r) bwd[(nb * d.GH + r) * L + l] = u < d.H ? w[r * d.H + u] : 0.0f;
-    }
+        }
+}
+
+// Weights packed for the backward, [NB][G*H (r)][L]: W's columns of a block, zero-padded.
+void pack_backward(const float* w, const Dims& d, float* bwd) {
+  for (int64_t nb = 0; nb < d.NB; ++nb)
+    for (int64_t r = 0; r < d.GH; ++r)
+      for (int l = 0; l < L; ++l) {
+        const int64_t u = nb * L + l;
+        bwd[(nb * d.GH + r) * L + l] = u < d.H ? w[r * d.H + u] : 0.0f;
+      }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,10 +492,10 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> px, ffi::Buffer<f
       static_cast<int64_t>(act->element_count()) != d.calls * d.T * d.B * A * d.H ||
       (has_mask && static_cast<int64_t>(mask.element_count()) != d.calls * d.T * d.B))
     return check(false, "jaxrnn cpu kernel (forward): operand shapes do not match px and w_hh");
-  std::vector<float> wf(d.NB * d.H * d.G * L), wb(d.NB * d.GH * L);
-  const int nthreads = choose_threads(pool, threads, d.NB);
+  std::vector<float> wf(d.NB * d.H * d.G * L);
+  const int nthreads = choose_threads(pool, threads, d);
   for (int64_t v = 0; v < d.calls; ++v) {
-    pack(w_hh.typed_data() + v * d.GH * d.H, d, wf.data(), wb.data());
+    pack_forward(w_hh.typed_data() + v * d.GH * d.H, d, wf.data());
     Fwd f{d,
           px.typed_data() + v * d.T * d.B * d.GH,
           wf.data(),
@@ -525,11 +541,11 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> act, ffi::Buffer
       (has_mask && static_cast<int64_t>(mask.element_count()) != d.calls * d.T * d.B))
     return check(false, "jaxrnn cpu kernel (backward): operand shapes do not match d_px and w_hh");
   const int64_t hp = d.NB * L;
-  std::vector<float> wf(d.NB * d.H * d.G * L), wb(d.NB * d.GH * L);
+  std::vector<float> wb(d.NB * d.GH * L);
   std::vector<float> dh_carry(d.B * hp), dc_carry(lstm ? d.B * hp : 0), dh_direct(d.B * hp);
-  const int nthreads = choose_threads(pool, threads, d.NB);
+  const int nthreads = choose_threads(pool, threads, d);
   for (int64_t v = 0; v < d.calls; ++v) {
-    pack(w_hh.typed_data() + v * d.GH * d.H, d, wf.data(), wb.data());
+    pack_backward(w_hh.typed_data() + v * d.GH * d.H, d, wb.data());
     std::fill(dh_carry.begin(), dh_carry.end(), 0.0f);
     std::fill(dh_direct.begin(), dh_direct.end(), 0.0f);
     if (lstm) {
