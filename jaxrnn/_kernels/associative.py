@@ -23,6 +23,9 @@ guess gives :math:`A_t = \partial f / \partial h_{t-1}`, a ``K x K`` Jacobian
 (Lim et al., 2024, "Parallelizing non-linear sequential models over the sequence
 length"). Both forms run through one implementation, which takes how a
 coefficient applies to a state and how two coefficients compose (``_Ops``).
+
+The split over devices is :func:`prefix_scan`'s, for any associative operator
+on elements with a time axis (:class:`Associative`), of which the pairs above are one.
 """
 
 from __future__ import annotations
@@ -65,77 +68,124 @@ _MATRIX = _Ops(
 )
 
 
-def _combine(ops: _Ops, earlier, later):
-    a1, b1 = earlier
-    a2, b2 = later
-    return ops.compose(a1, a2), ops.apply(a2, b1) + b2
+class Associative(NamedTuple):
+    """An associative operator on elements, pytrees whose leaves share a leading time axis.
+
+    Each element maps the state entering a step to the state after it (with
+    whatever else the recurrence carries); its composition with a known state is
+    again an element, whose map is constant.
+    """
+
+    combine: Callable  # (earlier, later) -> the element of both, earlier processed first (broadcasts over time)
+    identity: Callable  # one element -> the element that composes with it to leave it as it is
+    enter: Callable  # (state, element) -> the element entered from that known state
 
 
-def _prefixes(ops: _Ops, a, b, reverse: bool, method: str):
-    """``(A, B)``: the pairs composed from the start of axis 0 (from its end with ``reverse``) to each step."""
+def _pairs(ops: _Ops) -> Associative:
+    r"""The pairs :math:`(a, b)` of a linear recurrence, each the map :math:`h \mapsto a h + b`."""
+
+    def combine(earlier, later):
+        a1, b1 = earlier
+        a2, b2 = later
+        return ops.compose(a1, a2), ops.apply(a2, b1) + b2
+
+    return Associative(
+        combine,
+        identity=lambda pair: (ops.identity(pair[0]), jnp.zeros_like(pair[1])),
+        enter=lambda h, pair: (jnp.zeros_like(pair[0]), ops.apply(pair[0], h) + pair[1]),
+    )
+
+
+def _prefixes(op: Associative, elements, reverse: bool, method: str):
+    """The elements composed from the start of axis 0 (from its end with ``reverse``) to each step."""
     if method == "associative":
-        return lax.associative_scan(functools.partial(_combine, ops), (a, b), reverse=reverse, axis=0)
+        return lax.associative_scan(op.combine, elements, reverse=reverse, axis=0)
 
-    def step(carry, ab):
-        carry = _combine(ops, carry, ab)
+    def step(carry, element):
+        carry = op.combine(carry, element)
         return carry, carry
 
-    init = (ops.identity(a[0]), jnp.zeros_like(b[0]))
-    return lax.scan(step, init, (a, b), reverse=reverse)[1]
+    init = op.identity(jax.tree_util.tree_map(lambda leaf: leaf[0], elements))
+    return lax.scan(step, init, elements, reverse=reverse)[1]
 
 
-def _local_scan(ops: _Ops, a, b, h0, reverse: bool, method: str):
-    if method == "associative":  # h0 folded into the first step's b
-        first = -1 if reverse else 0
-        return _prefixes(ops, a, b.at[first].add(ops.apply(a[first], h0)), reverse, method)[1]
-
-    def step(h, ab):
-        h = ops.apply(ab[0], h) + ab[1]
-        return h, h
-
-    return lax.scan(step, h0, (a, b), reverse=reverse)[1]
-
-
-def _split_over_time(ops: _Ops, a, b, h0, reverse: bool, method: str):
-    """:func:`_local_scan` with the time axis split over the ambient mesh's sequence axis."""
+def _split_over_time(op: Associative, h0, elements, reverse: bool, method: str, batched: bool):
+    """:func:`prefix_scan` with the time axis split over the ambient mesh's sequence axis."""
     mesh = sharding.sequence_mesh()
-    size = sharding.sequence_devices()
     data = sharding.data_mesh()
-    # b is [T, *shape] (elementwise) or [T, *batch, K] (matrices): a batch axis when it has more than two.
-    has_batch = b.ndim > 2
-    batch = (
-        sharding.DATA_AXIS
-        if data is not None and has_batch and b.shape[1] % data.shape[sharding.DATA_AXIS] == 0
-        else None
-    )
-    lead = (batch,) if has_batch else ()  # the trailing axes, unnamed, are whole on every device
+    batch_size = jax.tree_util.tree_leaves(elements)[0].shape[1] if batched else 0
+    divides = data is not None and batched and batch_size % data.shape[sharding.DATA_AXIS] == 0
+    batch = sharding.DATA_AXIS if divides else None
+    lead = (batch,) if batched else ()  # the trailing axes, unnamed, are whole on every device
     spec_t, spec_h = P(sharding.SEQUENCE_AXIS, *lead), P(*lead)
+    local = functools.partial(_chunk_prefixes, op, reverse=reverse, method=method, devices=sharding.sequence_devices())
+    return jax.shard_map(local, mesh=mesh, in_specs=(spec_t, spec_h), out_specs=spec_t, check_vma=False)(elements, h0)
 
-    def local(a, b, h0):
-        prefix_a, prefix_b = _prefixes(ops, a, b, reverse, method)
-        end = 0 if reverse else -1
-        summary_a = lax.all_gather(prefix_a[end], sharding.SEQUENCE_AXIS)
-        summary_b = lax.all_gather(prefix_b[end], sharding.SEQUENCE_AXIS)
-        me = lax.axis_index(sharding.SEQUENCE_AXIS)
 
-        def enter(j, h):  # compose the chunks before this one (after it, in reverse) in time order
-            k = size - 1 - j if reverse else j
-            before = k > me if reverse else k < me
-            return jnp.where(before, ops.apply(summary_a[k], h) + summary_b[k], h)
+def _chunk_prefixes(op: Associative, elements, h0, *, reverse: bool, method: str, devices: int):
+    """One device's part of :func:`_split_over_time`: the prefixes of its chunk of time, entered from those before it.
 
-        h_in = lax.fori_loop(0, size, enter, h0)
-        return ops.apply(prefix_a, h_in[None]) + prefix_b
+    Each device composes its chunk, the chunks' composed elements (one per
+    device) are gathered, and each composes those before its own (after it, with
+    ``reverse``), enters them from ``h0``, and composes the result with each
+    prefix of its chunk. Collective over :data:`jaxrnn._kernels.sharding.SEQUENCE_AXIS`
+    of ``devices`` devices: run under ``jax.shard_map``, or ``jax.vmap`` with
+    that axis name (devices simulated on one).
+    """
+    tree_map = jax.tree_util.tree_map
+    prefixes = _prefixes(op, elements, reverse, method)
+    end = 0 if reverse else -1
+    summaries = tree_map(lambda leaf: lax.all_gather(leaf[end], sharding.SEQUENCE_AXIS), prefixes)
+    me = lax.axis_index(sharding.SEQUENCE_AXIS)
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(spec_t, spec_t, spec_h), out_specs=spec_t, check_vma=False)(
-        a, b, h0
-    )
+    def compose_before(j, carry):  # the chunks before this one (after it, in reverse), in time order
+        k = devices - 1 - j if reverse else j
+        before = k > me if reverse else k < me
+        composed = op.combine(carry, tree_map(lambda leaf: leaf[k], summaries))
+        return tree_map(lambda new, old: jnp.where(before, new, old), composed, carry)
+
+    carry = lax.fori_loop(0, devices, compose_before, op.identity(tree_map(lambda leaf: leaf[end], prefixes)))
+    entering = op.enter(h0, carry)
+    return op.combine(tree_map(lambda e, p: jnp.broadcast_to(e, p.shape), entering, prefixes), prefixes)
+
+
+def prefix_scan(op: Associative, h0, elements, *, reverse: bool = False, method: str | None = None, batched: bool):
+    """The elements composed up to every step (from the end with ``reverse``), entered from the state ``h0``.
+
+    Args:
+      op: the operator.
+      h0: the state entering the first step (the last with ``reverse``), no time axis.
+      elements: a pytree of ``[T, ...]`` arrays.
+      method: ``"associative"`` (``lax.associative_scan``) or ``"sequential"``
+        (an in-order ``lax.scan`` of ``op.combine``); None: :func:`default_method`.
+      batched: axis 1 of every element (axis 0 of ``h0``) is a batch axis,
+        split over a data mesh axis when its size divides it.
+
+    Returns:
+      The composed elements, ``[T, ...]``, whose maps are constant: the states
+      after every step. Under a mesh with a sequence axis each device composes
+      its chunk of time, and only the chunks' composed elements cross devices.
+    """
+    method = default_method() if method is None else method
+    if sharding.sequence_mesh() is not None:
+        return _split_over_time(op, h0, elements, reverse, method, batched)
+    first = -1 if reverse else 0
+    entered = op.enter(h0, jax.tree_util.tree_map(lambda leaf: leaf[first], elements))
+    elements = jax.tree_util.tree_map(lambda leaf, e: leaf.at[first].set(e), elements, entered)
+    return _prefixes(op, elements, reverse, method)
 
 
 def _scan(ops: _Ops, a, b, h0, reverse: bool, method: str | None):
     method = default_method() if method is None else method
-    if sharding.sequence_mesh() is not None:
-        return _split_over_time(ops, a, b, h0, reverse, method)
-    return _local_scan(ops, a, b, h0, reverse, method)
+    if method == "sequential" and sharding.sequence_mesh() is None:  # one multiply-add a step, nothing composed
+
+        def step(h, ab):
+            h = ops.apply(ab[0], h) + ab[1]
+            return h, h
+
+        return lax.scan(step, h0, (a, b), reverse=reverse)[1]
+    # b is [T, *shape] (elementwise) or [T, *batch, K] (matrices): a batch axis when it has more than two.
+    return prefix_scan(_pairs(ops), h0, (a, b), reverse=reverse, method=method, batched=b.ndim > 2)[1]
 
 
 def linear_scan(a, b, h0, *, reverse: bool = False, method: str | None = None):
