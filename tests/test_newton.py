@@ -5,6 +5,7 @@ sequential scan (gradients, through ``jr.check_bptt``), ``jax.jacfwd`` of the
 step (the structured Jacobians).
 """
 
+import functools
 import re
 import warnings
 
@@ -15,7 +16,7 @@ import pytest
 
 import jaxrnn as jr
 from jaxrnn._core import newton
-from jaxrnn._kernels import associative
+from jaxrnn._kernels import associative, sharding
 from tests.helpers import assert_trees_close, loop_rnn_padded
 
 HIDDEN, INPUT, BATCH, STEPS = 3, 2, 2, 8
@@ -198,22 +199,43 @@ def test_float32_warm_start_jit_and_vmap():
     np.testing.assert_allclose(mapped, want, rtol=1e-4, atol=1e-4)
 
 
+def _kalman_filter_over_devices(a, c, s_bar, s0, damping, devices):
+    """ELK's filter split over ``devices`` as under a sequence mesh, the devices simulated by ``vmap``.
+
+    Each composes its chunk of steps as an associative scan, then enters it from
+    the devices' composed elements (the 8-device run in test_parallel.py has the
+    CPU's in-order chunks).
+    """
+    elements = newton._kalman_elements(a, c, s_bar, damping)
+    chunks = jax.tree_util.tree_map(lambda e: e.reshape((devices, -1) + e.shape[1:]), elements)
+    local = functools.partial(
+        associative._chunk_prefixes, newton._KALMAN, reverse=False, method="associative", devices=devices
+    )
+    means = jax.vmap(local, in_axes=(0, None), axis_name=sharding.SEQUENCE_AXIS)(chunks, s0)[1]
+    return means.reshape(c.shape)
+
+
 @pytest.mark.parametrize("units", [1, 2])
 def test_the_associative_kalman_filter_equals_the_in_order_one(units, monkeypatch):
     """ELK's step off the CPU (an associative scan of filter elements) against the in-order filter, float64.
 
-    One unit: the CPU's scalar filter against the associative one on 1 x 1 matrices.
+    One unit: the CPU's scalar filter against the associative one on 1 x 1 matrices. Two: the
+    associative filter also split over 4 devices of 2 steps.
     """
     keys = jax.random.split(jax.random.PRNGKey(4), 4)
     a = 1.5 * jax.random.normal(keys[0], (STEPS, BATCH, units, units), jnp.float64)
     c, s_bar = (jax.random.normal(k, (STEPS, BATCH, units), jnp.float64) for k in keys[1:3])
     s0 = jax.random.normal(keys[3], (BATCH, units), jnp.float64)
-    filters = {damping: jax.jit(lambda *args, d=damping: newton._kalman_filter(*args, d)) for damping in (0.5,)}
-    want = {damping: f(a, c, s_bar, s0) for damping, f in filters.items()}
+    want = jax.jit(lambda *args: newton._kalman_filter(*args, 0.5))(a, c, s_bar, s0)
     monkeypatch.setattr(associative, "_DEFAULT_METHOD", {})
-    for damping in filters:
-        got = jax.jit(lambda *args, d=damping: newton._kalman_filter(*args, d))(a, c, s_bar, s0)
-        np.testing.assert_allclose(got, want[damping], rtol=1e-10, atol=1e-10)
+
+    @jax.jit
+    def filters(*args):
+        whole = newton._kalman_filter(*args, 0.5)
+        return [whole] if units == 1 else [whole, _kalman_filter_over_devices(*args, 0.5, devices=4)]
+
+    for got in filters(a, c, s_bar, s0):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
 def _message(fn):

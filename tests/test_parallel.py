@@ -249,9 +249,12 @@ def _case_sequence(out_dir):
         names = ("sequence",) if len(shape) == 1 else ("data", "sequence")
         return jax.make_mesh(shape, names, axis_types=(jax.sharding.AxisType.Auto,) * len(shape))
 
-    def measure(fn, args, placed, shape, chunk):
-        """``fn`` on one device (``args``) and under the mesh ``shape`` (``placed``), and its split program."""
-        want = jax.jit(fn)(*args)
+    def measure(fn, args, placed, shape, chunk, reference=None):
+        """``fn`` under the mesh ``shape`` (``placed``), its split program, and on one device (``args``).
+
+        On one device ``reference`` runs instead of ``fn`` where given.
+        """
+        want = jax.jit(reference or fn)(*args)
         with _parallel.mesh_context(mesh_of(shape)):
             compiled = jax.jit(fn).lower(*placed).compile()
             got = compiled(*placed)
@@ -302,19 +305,31 @@ def _case_sequence(out_dir):
     args = tuple(jnp.asarray(v, jnp.float32) for v in (a, b, h0))
     result["matrix_8"] = measure(matrix_scans, args, args, (8,), "[2,2,2]")
 
-    # A Newton solver (quasi-DEER, an LSTM: 2 x 2 blocks per unit) splits its scans, forward and
-    # implicit reverse, the same way (the CPU's in-order chunks).
+    # The Newton solvers split their scans, forward and implicit reverse, the same way (the CPU's
+    # in-order chunks), on an LSTM's 2 x 2 blocks per unit: quasi-DEER's linear scans and quasi-ELK's
+    # Kalman filter, each against the sequential scan on one device.
     associative._DEFAULT_METHOD["cpu"] = "sequential"
     lstm = jr.lstm(4)
     lstm_params = lstm.init(jax.random.PRNGKey(0), 3, jnp.float32)
 
-    def newton_loss(p, x):
-        ys, final = jr.rnn(lstm, p, x, lengths=lengths, solver=jr.QuasiDEER(tol=1e-6))
-        return jnp.sum(ys * jnp.cos(ys)) + jnp.sum(final.c)
+    solvers = (jr.QuasiDEER(tol=1e-6), jr.QuasiELK(tol=1e-6, damping=0.5))
+
+    def newton_grads(p, x, solvers=solvers):
+        def loss(p, x, solver):
+            ys, final = jr.rnn(lstm, p, x, lengths=lengths, solver=solver)
+            return jnp.sum(ys * jnp.cos(ys)) + jnp.sum(final.c)
+
+        return [jax.value_and_grad(loss, argnums=(0, 1))(p, x, solver) for solver in solvers]
 
     placed = jax.device_put(xs, NamedSharding(mesh_of((2, 4)), P("data", "sequence")))
-    newton_grad = jax.value_and_grad(newton_loss, argnums=(0, 1))
-    result["newton_2x4"] = measure(newton_grad, (lstm_params, xs), (lstm_params, placed), (2, 4), "[4,2,4,2,2]")
+    result["newton_2x4"] = measure(
+        newton_grads,
+        (lstm_params, xs),
+        (lstm_params, placed),
+        (2, 4),
+        "[4,2,4,2,2]",
+        reference=lambda p, x: len(solvers) * newton_grads(p, x, ("sequential",)),
+    )
 
     cell = jr.mingru(8)
     params = cell.init(jax.random.PRNGKey(0), 3, jnp.float32)
@@ -476,9 +491,10 @@ def _check_sequence(result):
     for name, case in result.items():
         for got, want in zip(case["got"], case["want"], strict=True):
             _close(got, want, rtol=1e-4, atol=1e-5)
-        # Forward and reverse scans split along time: a chunk of T / devices steps on each device,
-        # and only the chunk summaries gathered across devices.
-        assert case["shard_maps"] >= (4 if name.startswith("matrix") else 2), name
+        # Forward and reverse scans split along time (4 in the matrix case; each Newton solver's forward,
+        # quasi-ELK's a Kalman filter, and its implicit reverse): a chunk of T / devices steps on each
+        # device, and only the chunk summaries gathered across devices.
+        assert case["shard_maps"] >= {"matrix_8": 4, "newton_2x4": 4}.get(name, 2), name
         assert case["local_chunk"] and case["all_gathers"] >= 2, name
     # The only loops of the associative cases compose the devices' summaries, forward and reverse;
     # the in-order cases scan their chunks too.

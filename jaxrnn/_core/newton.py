@@ -147,7 +147,8 @@ ELK.__doc__ = (
 
     Pass it as ``jr.rnn(..., solver=jr.ELK(damping=...))`` (or ``"elk"``). It
     converges where unstable Jacobians make DEER's steps overflow. The filter is
-    an associative scan (in order on the CPU).
+    an associative scan (in order on the CPU); under a ``"sequence"`` mesh axis
+    it splits time over the devices as DEER's scans do.
 """
     + _ARGS
     + _DAMPING
@@ -425,11 +426,12 @@ def _kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) 
     Unit process noise :math:`w_t`, observation noise :math:`v_t` of variance
     ``1 / damping``, :math:`s_0` known. Vectors ``[T, *batch, M]``, matrices
     ``[T, *batch, M, M]``; in order along time on the CPU, elsewhere as an
-    associative scan (:func:`_associative_kalman_filter`). The mean predicted for step 1 is
+    associative scan (:func:`_associative_kalman_filter`), which under a mesh
+    with a sequence axis splits time over it. The mean predicted for step 1 is
     :math:`f(s_0)`, exact, and every filtered mean depends only on the steps before
     it, as the sequential recurrence does.
     """
-    if associative.default_method() == "associative":
+    if associative.default_method() == "associative" or sharding.sequence_mesh() is not None:
         return _associative_kalman_filter(a, c, s_bar, s0, damping)
     if a.shape[-1] == 1:  # 1 x 1 blocks (quasi-ELK of a one-leaf cell): scalars, no solves
         return _scalar_kalman_filter(a[..., 0, 0], c[..., 0], s_bar[..., 0], s0[..., 0], damping)[..., None]
@@ -466,6 +468,37 @@ def _scalar_kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: 
     return lax.scan(step, (s0, jnp.zeros_like(s0)), (a, c, s_bar))[1]
 
 
+def _kalman_combine(earlier, later):
+    r"""Two filter elements :math:`(A, b, C, \eta, J)` composed, the earlier first (Särkkä & García-Fernández, 2021)."""
+    a_i, b_i, c_i, eta_i, j_i = earlier
+    a_j, b_j, c_j, eta_j, j_j = later
+    identity = _eye_like(a_i)
+    # a_j (I + c_i j_j)^-1 and a_i^T (I + j_j c_i)^-1, by solves
+    m = jnp.swapaxes(jnp.linalg.solve(jnp.swapaxes(identity + c_i @ j_j, -1, -2), jnp.swapaxes(a_j, -1, -2)), -1, -2)
+    n = jnp.swapaxes(jnp.linalg.solve(jnp.swapaxes(identity + j_j @ c_i, -1, -2), a_i), -1, -2)
+    return (
+        m @ a_i,
+        _matvec(m, b_i + _matvec(c_i, eta_j)) + b_j,
+        m @ c_i @ jnp.swapaxes(a_j, -1, -2) + c_j,
+        _matvec(n, eta_j - _matvec(j_j, b_i)) + eta_i,
+        n @ j_j @ a_i + j_i,
+    )
+
+
+def _kalman_identity(element):
+    a, b, c, eta, j = element
+    return _eye_like(a), jnp.zeros_like(b), jnp.zeros_like(c), jnp.zeros_like(eta), jnp.zeros_like(j)
+
+
+def _kalman_enter(s0, element):
+    """The element entered from a known state: :math:`(0, A s_0 + b, C, 0, 0)`, its composition after :math:`(0, s_0, 0, 0, 0)`."""
+    a, b, c, eta, j = element
+    return jnp.zeros_like(a), _matvec(a, s0) + b, c, jnp.zeros_like(eta), jnp.zeros_like(j)
+
+
+_KALMAN = associative.Associative(_kalman_combine, _kalman_identity, _kalman_enter)
+
+
 def _associative_kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damping: float) -> Array:
     r""":func:`_kalman_filter` as an associative scan (Särkkä & García-Fernández, 2021): depth :math:`O(\log T)`.
 
@@ -474,40 +507,21 @@ def _associative_kalman_filter(a: Array, c: Array, s_bar: Array, s0: Array, damp
     :math:`\lambda` the gain is :math:`\kappa = \lambda / (1 + \lambda)`, so
     :math:`A = (1-\kappa) a_t`, :math:`b = (1-\kappa) c_t + \kappa \bar s_t`,
     :math:`C = (1-\kappa) I`, :math:`\eta = \kappa a_t^T (\bar s_t - c_t)`,
-    :math:`J = \kappa a_t^T a_t`; the first step, from the known :math:`s_0`, is its
-    filtered mean. The ``b`` of the composed prefixes are the filtered means.
+    :math:`J = \kappa a_t^T a_t`. The first is entered from the known :math:`s_0`,
+    and the ``b`` of the composed prefixes are the filtered means. Under a mesh
+    with a sequence axis each device composes its chunk of time
+    (:func:`jaxrnn._kernels.associative.prefix_scan`).
     """
+    return associative.prefix_scan(_KALMAN, s0, _kalman_elements(a, c, s_bar, damping), batched=c.ndim > 2)[1]
+
+
+def _kalman_elements(a: Array, c: Array, s_bar: Array, damping: float):
+    """The filter elements of every step, for :func:`_associative_kalman_filter`."""
     eye = _eye_like(a)
     kappa = jnp.asarray(damping / (1.0 + damping), a.dtype)
     keep = 1 - kappa
     a_t = jnp.swapaxes(a, -1, -2)
-    first = keep * (_matvec(a[0], s0) + c[0]) + kappa * s_bar[0]
-    elements = (
-        (keep * a).at[0].set(0),
-        (keep * c + kappa * s_bar).at[0].set(first),
-        keep * eye,
-        (kappa * _matvec(a_t, s_bar - c)).at[0].set(0),
-        (kappa * a_t @ a).at[0].set(0),
-    )
-
-    def combine(earlier, later):
-        a_i, b_i, c_i, eta_i, j_i = earlier
-        a_j, b_j, c_j, eta_j, j_j = later
-        identity = _eye_like(a_i)
-        # a_j (I + c_i j_j)^-1 and a_i^T (I + j_j c_i)^-1, by solves
-        m = jnp.swapaxes(
-            jnp.linalg.solve(jnp.swapaxes(identity + c_i @ j_j, -1, -2), jnp.swapaxes(a_j, -1, -2)), -1, -2
-        )
-        n = jnp.swapaxes(jnp.linalg.solve(jnp.swapaxes(identity + j_j @ c_i, -1, -2), a_i), -1, -2)
-        return (
-            m @ a_i,
-            _matvec(m, b_i + _matvec(c_i, eta_j)) + b_j,
-            m @ c_i @ jnp.swapaxes(a_j, -1, -2) + c_j,
-            _matvec(n, eta_j - _matvec(j_j, b_i)) + eta_i,
-            n @ j_j @ a_i + j_i,
-        )
-
-    return lax.associative_scan(combine, elements, axis=0)[1]
+    return keep * a, keep * c + kappa * s_bar, keep * eye, kappa * _matvec(a_t, s_bar - c), kappa * a_t @ a
 
 
 def _damped_solve(jac: Array, c: Array, s_bar: Array, s0: Array, jacobian: str, damping: float) -> Array:

@@ -25,7 +25,8 @@ length"). Both forms run through one implementation, which takes how a
 coefficient applies to a state and how two coefficients compose (``_Ops``).
 
 The split over devices is :func:`prefix_scan`'s, for any associative operator
-on elements with a time axis (:class:`Associative`), of which the pairs above are one.
+on elements with a time axis: the pairs above, and the Kalman filter elements of
+the damped Newton solvers (ELK) in :mod:`jaxrnn._core.newton`.
 """
 
 from __future__ import annotations
