@@ -201,10 +201,11 @@ def _case_bench(out_dir):
 
 
 def _case_pallas(out_dir):
-    """The Pallas backend under an 8-device mesh: per shard, not replicated."""
+    """The Pallas backend and the C++ CPU kernel under an 8-device mesh: per shard, not replicated."""
     import jax.numpy as jnp
 
     import jaxrnn as jr
+    from jaxrnn._kernels import cpu_build
 
     cell = jr.lstm(20)
     params = cell.init(jax.random.PRNGKey(0), 6, jnp.float32)
@@ -215,23 +216,28 @@ def _case_pallas(out_dir):
         ys, final = jr.rnn(cell, p, x, lengths=lengths, backend=backend)
         return jnp.sum(ys * ys) + jnp.sum(final.c)
 
-    kernel = jr.Pallas(target="gpu", interpret=True)
     grad = jax.value_and_grad(loss, argnums=(0, 1))
     want = jax.jit(grad, static_argnums=2)(params, xs, "xla")
     mesh = _parallel.make_mesh(DEVICES)
     placed = _parallel.shard_batch(xs, mesh)
-    with _parallel.mesh_context(mesh):
-        got = jax.jit(grad, static_argnums=2)(params, placed, kernel)
-        jaxpr = str(jax.make_jaxpr(grad, static_argnums=2)(params, placed, kernel))
     flat = lambda tree: [np.asarray(a, np.float64).ravel().tolist() for a in jax.tree_util.tree_leaves(tree)]
-    return {
-        "got": flat(got),
-        "want": flat(want),
-        "shard_maps": jaxpr.count("shard_map"),
-        "per_shard_px": "f32[7,2,80]" in jaxpr,
-        "whole_px_in_kernel": jaxpr.count("pallas_call"),
-        "outside": str(jax.make_jaxpr(grad, static_argnums=2)(params, xs, kernel)).count("shard_map"),
-    }
+    kernels = {"pallas": (jr.Pallas(target="gpu", interpret=True), "pallas_call")}
+    if cpu_build.problem() is None:
+        kernels["cpu"] = (jr.CPUKernel(), "jaxrnn_cpu_")
+    result = {"cpu_kernel_problem": cpu_build.problem()}
+    for name, (kernel, call) in kernels.items():
+        with _parallel.mesh_context(mesh):
+            got = jax.jit(grad, static_argnums=2)(params, placed, kernel)
+            jaxpr = str(jax.make_jaxpr(grad, static_argnums=2)(params, placed, kernel))
+        result[name] = {
+            "got": flat(got),
+            "want": flat(want),
+            "shard_maps": jaxpr.count("shard_map"),
+            "per_shard_px": "f32[7,2,80]" in jaxpr,
+            "whole_px_in_kernel": jaxpr.count(call),
+            "outside": str(jax.make_jaxpr(grad, static_argnums=2)(params, xs, kernel)).count("shard_map"),
+        }
+    return result
 
 
 def _case_sequence(out_dir):
@@ -472,13 +478,16 @@ def _check_bench(result):
 
 
 def _check_pallas(result):
-    """The Pallas kernels run per shard under a data mesh."""
-    for got, want in zip(result["got"], result["want"]):
-        _close(got, want, rtol=1e-5, atol=1e-5)
-    # The forward and the backward kernel each run inside a shard_map, on 16 / 8 = 2 rows each
-    # (px per shard [T=7, 2, 4H=80]); without a mesh, no shard_map.
-    assert result["shard_maps"] >= 2 and result["per_shard_px"] and result["whole_px_in_kernel"] >= 2
-    assert result["outside"] == 0
+    """The Pallas kernels and the C++ CPU kernel run per shard under a data mesh."""
+    assert result.pop("cpu_kernel_problem") is None, "the CPU kernel should build where the tests run"
+    assert set(result) == {"pallas", "cpu"}
+    for case in result.values():
+        for got, want in zip(case["got"], case["want"]):
+            _close(got, want, rtol=1e-5, atol=1e-5)
+        # The forward and the backward kernel each run inside a shard_map, on 16 / 8 = 2 rows each
+        # (px per shard [T=7, 2, 4H=80]); without a mesh, no shard_map.
+        assert case["shard_maps"] >= 2 and case["per_shard_px"] and case["whole_px_in_kernel"] >= 2
+        assert case["outside"] == 0
 
 
 # -------------------------------------------------------- one device: this process
