@@ -8,12 +8,31 @@ Docstring examples run with JAX's default settings, as a user would run them.
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
-# The tests' programs are tiny, so their time is XLA's compile time, most of it LLVM's
-# optimisation passes; at level 0 every program compiles faster and computes the same
-# values. Set before JAX starts, and inherited by the tests' subprocesses.
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# The tests' programs are tiny, so their time is XLA's compile time. At optimisation level 0
+# LLVM skips its optimisation passes; XLA:CPU's elemental emitters compile a fusion in about
+# half the time of its MLIR fusion emitters, and one codegen split per program starts no
+# threads for a few lines of IR (tests/test_bptt.py on 2 cores: 101 CPU-seconds at level 0
+# alone, 55 with both). Every program computes the same values, to rounding. A jaxlib aborts
+# at start-up on a flag it does not know, so the last two are tried in a throwaway
+# interpreter first. Set before JAX starts, by the controller; the xdist workers and the
+# tests' subprocesses inherit them.
+_LEVEL_0 = "--xla_backend_optimization_level=0"
+_FAST_CODEGEN = "--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1"
+
+
+def _xla_accepts(flags: str) -> bool:
+    probe = [sys.executable, "-c", "import jax; jax.devices('cpu')"]
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(probe, env=env, capture_output=True).returncode == 0
+
+
+if _LEVEL_0 not in os.environ.get("XLA_FLAGS", ""):
+    _flags = f"{os.environ.get('XLA_FLAGS', '')} {_LEVEL_0}".strip()
+    os.environ["XLA_FLAGS"] = f"{_flags} {_FAST_CODEGEN}" if _xla_accepts(f"{_flags} {_FAST_CODEGEN}") else _flags
 
 # Many tests compile the same program (the same cell, shapes and options) in different
 # test functions, xdist workers and subprocesses. One compilation cache for the run,
