@@ -50,7 +50,7 @@ def test_finite_differences_float64(name):
         ys, final = jr.rnn(cell, p, x, s, lengths=lengths, reverse=True)
         return ys, final
 
-    check_grads(f, (params, state, xs), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
+    check_grads(jax.jit(f), (params, state, xs), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
 
 
 def _truncated_reference(cell, params, xs, state, k):
@@ -78,7 +78,7 @@ def test_truncate_equals_explicit_stop_gradient(name, grad, k):
             ys, final = run(p, x)
             return jnp.sum(ys * w) + jnp.sum(final.h)
 
-        return jax.grad(f, argnums=(0, 1))
+        return jax.jit(jax.grad(f, argnums=(0, 1)))
 
     got = loss(lambda p, x: jr.rnn(cell, p, x, truncate=k, grad=grad))(params, seq)
     want = loss(lambda p, x: _truncated_reference(cell, p, x, state, k))(params, seq)
@@ -100,11 +100,13 @@ def test_truncate_counts_steps_in_processing_order_when_reversed():
     def f_ref(x):
         return jnp.sum(_truncated_reference(cell, params, x[:n][::-1], state, 2)[0] ** 2)
 
-    got = jax.grad(f_rnn)(xs[0])
-    want = jax.grad(f_ref)(xs[0])
+    got = jax.jit(jax.grad(f_rnn))(xs[0])
+    want = jax.jit(jax.grad(f_ref))(xs[0])
     assert_trees_close(got, want, rtol=1e-10, atol=1e-13)
     assert float(jnp.abs(got[n:]).max()) == 0.0
-    full = jax.grad(lambda x: jnp.sum(jr.rnn(cell, params, x[None], lengths=lengths, reverse=True)[0] ** 2))(xs[0])
+    full = jax.jit(jax.grad(lambda x: jnp.sum(jr.rnn(cell, params, x[None], lengths=lengths, reverse=True)[0] ** 2)))(
+        xs[0]
+    )
     assert float(jnp.abs(got - full).max()) > 1e-6
 
 
@@ -237,6 +239,6 @@ def test_property_bptt_equals_autodiff_over_shapes_and_lengths(name, batch, step
     params = cell.init(jax.random.PRNGKey(steps), 2, dtype=jnp.float64)
     xs = jax.random.normal(jax.random.PRNGKey(batch), (batch, steps, 2), jnp.float64)
     assert jr.check_bptt(cell, params, xs, lengths=lengths, reverse=reverse) <= 1e-10
-    ys, _ = jr.rnn(cell, params, xs, lengths=lengths, reverse=reverse)
+    ys, _ = jax.jit(lambda p, x, n: jr.rnn(cell, p, x, lengths=n, reverse=reverse))(params, xs, lengths)
     mask = np.arange(steps)[None, :] < np.asarray(lengths)[:, None]
     assert float(np.abs(np.asarray(ys)[~mask]).max(initial=0.0)) == 0.0
