@@ -236,7 +236,15 @@ void run_stages(ffi::ThreadPool& pool, int threads, int chunks, int64_t stages,
     team->done.store(0, std::memory_order_relaxed);
     team->ticket.store(gen << 32, std::memory_order_release);
     team->drain(gen);
-    while (team->done.load(std::memory_order_acquire) < chunks) relax();
+    // A worker that claimed a share may have been preempted (more threads than cores): yield
+    // after a while, so that it can finish instead of waiting out this thread's time slice.
+    for (int64_t spins = 0; team->done.load(std::memory_order_acquire) < chunks; ++spins) {
+      if (spins > 4096) {
+        std::this_thread::yield();
+      } else {
+        relax();
+      }
+    }
   }
   team->finished.store(true, std::memory_order_release);
 }
