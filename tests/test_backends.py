@@ -133,7 +133,7 @@ def test_auto_on_cpu_runs_the_xla_path():
     [
         (
             dict(backend="cudnn"),
-            r"backend must be one of \('auto', 'xla', 'pallas'\) or a jr.Pallas\(...\), got 'cudnn'",
+            r"backend must be one of \('auto', 'xla', 'pallas', 'cpu'\), a jr.Pallas\(...\) or a jr.CPUKernel\(...\), got 'cudnn'",
         ),
         (dict(backend=jr.Pallas(target="mps")), r"Pallas target must be one of \('gpu', 'tpu'\) or None, got 'mps'"),
         (

@@ -255,10 +255,10 @@ def _resolve_backend(backend, cell, grad: str, residuals: str, batch: int, w_dty
     """
     if backend == "xla":
         return "xla"
-    if backend == "auto" and jax.default_backend() == "cpu":
-        return _auto_cpu(cell, grad, residuals, batch, w_dtype, xs_dtype)
     if backend == "auto":
         target = registry.pallas_target(jax.default_backend())
+        if target is None and jax.default_backend() == "cpu":
+            return _auto_cpu(cell, grad, residuals, batch, w_dtype, xs_dtype)
         limit = registry.AUTO_PALLAS.get((target, builtin_kind(cell)))
         if grad != "bptt" or residuals != "gates" or limit is None or cell.hidden_size > limit:
             return "xla"
