@@ -259,7 +259,7 @@ struct Dims {
 
 // The fewest multiply-adds of a step's product per thread for "auto" to add a thread: below it,
 // a step's barrier costs more than the share saves (measured: benchmarks/NOTES.md).
-constexpr int64_t kMinWorkPerThread = 1 << 16;
+constexpr int64_t kMinWorkPerThread = 1 << 14;
 
 // Threads for one call: at most the pool's (XLA's intra-op threads), the blocks of units, and
 // `requested` when given; with "auto" (requested 0), one per kMinWorkPerThread of work a step.
@@ -403,13 +403,16 @@ void backward_products(const Bwd& k, int64_t s, int64_t nb) {
   }
 }
 
+// Blocks lo..hi-1 of step t, row by row so that each row's arrays are read and written in runs.
 template <int KIND>
-void backward_gates(const Bwd& k, int64_t t, int64_t nb) {
+void backward_gates(const Bwd& k, int64_t t, int64_t lo, int64_t hi) {
   constexpr int G = NumGates(KIND), A = NumActs(KIND);
   const Dims& d = k.d;
-  const int64_t u0 = nb * L, hp = d.NB * L;
-  const int n = static_cast<int>(std::min<int64_t>(L, d.H - u0));
-  for (int64_t b = 0; b < d.B; ++b) {
+  const int64_t hp = d.NB * L;
+  for (int64_t b = 0; b < d.B; ++b)
+  for (int64_t nb = lo; nb < hi; ++nb) {
+    const int64_t u0 = nb * L;
+    const int n = static_cast<int>(std::min<int64_t>(L, d.H - u0));
     const int64_t row = t * d.B + b, at = b * hp + u0;
     vf dh = load(k.dh_carry + at) + load_n(k.d_h_all + row * d.H + u0, n);
     float* d_px = k.d_px + row * d.GH + u0;
@@ -592,8 +595,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> act, ffi::Buffer
         for (; nb + 2 <= hi; nb += 2) backward_products<2>(k, s, nb);
         if (nb < hi) backward_products<1>(k, s, nb);
       }
-      if (s > 0)
-        for (int64_t nb = lo; nb < hi; ++nb) gates(k, s - 1, nb);
+      if (s > 0) gates(k, s - 1, lo, hi);
     });
     for (int64_t b = 0; b < d.B; ++b) {
       std::memcpy(d_h0->typed_data() + (v * d.B + b) * d.H, dh_carry.data() + b * hp, d.H * sizeof(float));
