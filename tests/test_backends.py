@@ -122,9 +122,15 @@ def test_auto_picks_the_kernel_where_a_measurement_says_so(reference_kernels, mo
     assert _backend("auto", jr.gru(64)) == "xla"
 
 
-def test_auto_on_cpu_runs_the_xla_path():
+def test_auto_on_cpu_picks_the_cpu_kernel_where_the_benchmark_measured_it_faster():
+    """LSTM and GRU in float32 run the C++ kernel (registry.AUTO_CPU); Elman, float64 and autodiff run XLA."""
     cell, params, _, xs, _ = _setup("gru")
-    assert _backend("auto", cell) == "xla"
+    assert _backend("auto", cell) == jr.CPUKernel()
+    assert _backend("auto", jr.lstm(8)) == jr.CPUKernel()
+    assert _backend("auto", jr.elman(8)) == "xla"
+    assert _backend("auto", cell, grad="autodiff") == "xla"
+    assert _backend("auto", cell, residuals="states") == "xla"
+    # float64 (this test's params) stays on the XLA path, bit for bit.
     _assert_close(jr.rnn(cell, params, xs), jr.rnn(cell, params, xs, backend="xla"), tol=0)
 
 
