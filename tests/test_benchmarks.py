@@ -168,7 +168,7 @@ def test_quick_plan_sweeps_three_lengths():
 
 
 def test_benchmark_scripts_run_quick(tmp_path):
-    """benchmarks/core_choices, remat_memory, parallel_choices and pallas_tune in their quick modes, in one subprocess."""
+    """benchmarks/core_choices, remat_memory, parallel_choices, pallas_tune and cpu_kernel quick, in one subprocess."""
     _run_in_one_process(
         [
             ("benchmarks.core_choices", ["--quick", "--out", str(tmp_path)]),
@@ -178,6 +178,7 @@ def test_benchmark_scripts_run_quick(tmp_path):
                 "benchmarks.pallas_tune",
                 ["--quick", "--interpret", "--repeats", "1", "--cells", "gru", "--out", str(tmp_path)],
             ),
+            ("benchmarks.cpu_kernel", ["--quick", "--out", str(tmp_path)]),
         ],
         ROOT,
     )
@@ -185,6 +186,16 @@ def test_benchmark_scripts_run_quick(tmp_path):
     _check_remat_memory_shows_the_memory_shrink(tmp_path)
     _check_parallel_choices_times_every_variant(tmp_path)
     _check_pallas_tune_runs_the_gpu_kernels_in_interpret_mode(tmp_path)
+    _check_cpu_kernel_times_every_part(tmp_path)
+
+
+def _check_cpu_kernel_times_every_part(out):
+    rows = json.loads((out / "cpu_kernel.json").read_text())["rows"]
+    assert [r["cell"] for r in rows] == ["lstm", "gru"]
+    for r in rows:
+        assert set(r["sequential"]) == {"xla", "cpu-1", "cpu-2"} and set(r["whole"]) == {"xla", "cpu"}
+        for part in (r["sequential"], r["whole"]):
+            assert all(v["ms"] > 0 and v["rel_error"] < 1e-5 for v in part.values())
 
 
 def _check_core_choices_writes_every_row(out):
