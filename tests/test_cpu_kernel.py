@@ -242,3 +242,20 @@ def test_the_kernel_builds_where_the_tests_run():
     """CI and the README's test command have a C++ compiler: the kernel must build there, not be skipped."""
     assert cpu_build.SOURCE.is_file() and os.path.getsize(cpu_build.SOURCE) > 0
     assert cpu_build.problem() is None
+
+
+def test_a_forward_pass_alone_keeps_no_gates():
+    """Without a reverse pass the loop asks the kernel to keep nothing (XLA cannot drop a custom call's outputs)."""
+    cell = jr.lstm(8)
+    params = _f32(cell.init(jax.random.PRNGKey(0), 3))
+    xs = jnp.zeros((2, 5, 3), F32)
+
+    def results(fn):
+        text = jax.jit(fn).lower(params).as_text()
+        (line,) = [line for line in text.splitlines() if "jaxrnn_cpu_forward" in line]
+        return line.rsplit("->", 1)[1]
+
+    forward = results(lambda p: jr.rnn(cell, p, xs, backend="cpu")[0])
+    with_grad = results(jax.grad(lambda p: jnp.sum(jr.rnn(cell, p, xs, backend="cpu")[0])))
+    assert forward.strip() == "(tensor<5x2x8xf32>, tensor<5x2x8xf32>, tensor<0xf32>)"
+    assert with_grad.strip() == "(tensor<5x2x8xf32>, tensor<5x2x8xf32>, tensor<5x2x32xf32>)"

@@ -387,8 +387,19 @@ def _forward(steps: Steps, params, state, px, mask, guess):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _bptt(steps: Steps, params, state, xs, lengths, guess):
-    """The forward of :func:`_bptt_fwd`, with the hand-written reverse :func:`_bptt_bwd` as its VJP."""
-    return _bptt_fwd(steps, params, state, xs, lengths, guess)[0]
+    """The forward of :func:`_bptt_fwd`, with the hand-written reverse :func:`_bptt_bwd` as its VJP.
+
+    Called as is (a forward pass with no reverse after it), a kernel that can keep
+    nothing for a reverse pass is asked to: XLA drops unused scan outputs by itself,
+    but not the outputs of a custom call (the CPU kernel's kept gates).
+    """
+    return _bptt_fwd(_forward_only(steps), params, state, xs, lengths, guess)[0]
+
+
+def _forward_only(steps: Steps) -> Steps:
+    if isinstance(steps, KernelSteps) and "states" in steps.kernel.RESIDUALS:
+        return steps._replace(strategy=steps.strategy._replace(residuals="states"))
+    return steps
 
 
 def _bptt_fwd(steps: Steps, params, state, xs, lengths, guess):

@@ -32,7 +32,10 @@ from jaxrnn._kernels import arguments, cpu_build
 
 AVAILABLE = hasattr(jax, "ffi") and hasattr(jax.ffi, "ffi_call")
 WHY_UNAVAILABLE: str | None = None if AVAILABLE else "this JAX has no jax.ffi"
-RESIDUALS = ("gates",)  # the backward reads the activated gates kept by the forward
+# "gates": the forward keeps the activated gates, which the backward reads; "states": it keeps
+# nothing beyond the states (the time loop asks for that when no reverse pass follows: a forward
+# pass alone). The backward needs the gates: it does not recompute them.
+RESIDUALS = ("gates", "states")
 KIND_CODES = {"elman_tanh": 0, "elman_relu": 1, "lstm": 2, "gru": 3}  # csrc/rnn_cpu.cc's Kind
 
 
@@ -106,8 +109,8 @@ def forward(
     arguments.check_shape(fn, "b_hh", b_hh, (g * hidden,), f"[{g}*H] for kind {kind!r}")
     arguments.check_dtype(fn, "b_hh", b_hh, (jnp.float32,))
     if residuals not in RESIDUALS:
-        raise ValueError(f"{fn}: residuals must be one of {RESIDUALS} (the kernel keeps the gates), got {residuals!r}.")
-    acts = 0 if kind.startswith("elman") else gates.NUM_ACTIVATIONS[kind]
+        raise ValueError(f"{fn}: residuals must be one of {RESIDUALS}, got {residuals!r}.")
+    acts = 0 if kind.startswith("elman") or residuals == "states" else gates.NUM_ACTIVATIONS[kind]
     seq = (steps, batch, hidden)
     results = (seq, seq if lstm else (0,), (steps, batch, acts * hidden) if acts else (0,))
     args = (px, w_hh, b_hh, h0, c0 if lstm else _empty(), _empty(jnp.bool_) if mask is None else mask)
@@ -151,6 +154,8 @@ def backward(
     for name, a in (("d_h_all", d_h_all), ("h_all", h_all)) + ((("c_all", c_all),) if lstm else ()):
         arguments.check_shape(fn, name, a, seq, "[T, B, H]")
         arguments.check_dtype(fn, name, a, (jnp.float32,))
+    if acts and residual is None:
+        raise ValueError(f"{fn}: residual is None; the backward reads the gates its forward kept (residuals='gates').")
     if acts:
         arguments.check_shape(
             fn, "residual", residual, (steps, batch, acts * hidden), f"[T, B, {acts}*H] (the kept gates)"

@@ -115,7 +115,7 @@ constexpr int NumActs(int kind) { return kind == kLstm || kind == kGru ? 4 : 0; 
 // Keeps v in a register: without it the compiler folds the load into every FMA that reads v,
 // and a block's weights are loaded once per row instead of once (the loop is then load-bound).
 inline void in_register(vf& v) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__aarch64__))
+#if defined(__GNUC__) && defined(__x86_64__)  // "v": any SSE/AVX register; elsewhere the compiler decides
   __asm__("" : "+v"(v));
 #else
   (void)v;
@@ -346,7 +346,8 @@ void forward_rows(const Fwd& f, int64_t t, int64_t nb, int64_t b0) {
     }
     if (f.mask && !f.mask[row]) h = hp;
     store_n(f.h_all + row * d.H + u0, h, n);
-    for (int q = 0; q < A; ++q) store_n(f.act + row * A * d.H + q * d.H + u0, acts[q], n);
+    if (f.act)
+      for (int q = 0; q < A; ++q) store_n(f.act + row * A * d.H + q * d.H + u0, acts[q], n);
   }
 }
 
@@ -495,12 +496,13 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> px, ffi::Buffer<f
   if (d.calls == 0 || d.B == 0 || d.H == 0) return ffi::Error::Success();
   const int A = NumActs(static_cast<int>(kind));
   const bool lstm = kind == kLstm;
+  const bool keep = A > 0 && act->element_count() != 0;  // an empty act: a forward pass with no reverse after it
   if (static_cast<int64_t>(h0.element_count()) != d.calls * d.B * d.H ||
       static_cast<int64_t>(h_all->element_count()) != d.calls * d.T * d.B * d.H ||
       static_cast<int64_t>(b_hh.element_count()) != d.calls * d.GH ||
       (lstm && static_cast<int64_t>(c0.element_count()) != d.calls * d.B * d.H) ||
       (lstm && static_cast<int64_t>(c_all->element_count()) != d.calls * d.T * d.B * d.H) ||
-      static_cast<int64_t>(act->element_count()) != d.calls * d.T * d.B * A * d.H ||
+      (keep && static_cast<int64_t>(act->element_count()) != d.calls * d.T * d.B * A * d.H) ||
       (has_mask && static_cast<int64_t>(mask.element_count()) != d.calls * d.T * d.B))
     return check(false, "jaxrnn cpu kernel (forward): operand shapes do not match px and w_hh");
   std::vector<float> wf(d.NB * d.H * d.G * L);
@@ -516,7 +518,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> px, ffi::Buffer<f
           has_mask ? mask.typed_data() + v * d.T * d.B : nullptr,
           h_all->typed_data() + v * d.T * d.B * d.H,
           lstm ? c_all->typed_data() + v * d.T * d.B * d.H : nullptr,
-          A ? act->typed_data() + v * d.T * d.B * A * d.H : nullptr};
+          keep ? act->typed_data() + v * d.T * d.B * A * d.H : nullptr};
     auto block = kind == kElmanTanh   ? &forward_block<kElmanTanh>
                  : kind == kElmanRelu ? &forward_block<kElmanRelu>
                  : kind == kLstm      ? &forward_block<kLstm>
