@@ -30,8 +30,8 @@ AUTO_PALLAS: dict = {}
 
 # Where backend="auto" picks the C++ CPU kernel on a CPU: the built-in kinds for which the
 # committed CPU benchmark measured it faster than the XLA path, fwd+bwd, at every shape it ran
-# (benchmarks/results/cpu-2026-11-30/cpu_kernel/: LSTM and GRU 0.29-0.66x of the XLA path's
-# time; Elman 0.85-1.02x, so Elman stays on XLA).
+# (benchmarks/results/cpu-2026-11-30/cpu_kernel/: LSTM and GRU 0.26-0.73x of the XLA path's
+# time; Elman 0.67-1.17x, so Elman stays on XLA).
 AUTO_CPU: frozenset = frozenset({"lstm", "gru"})
 
 

@@ -259,7 +259,7 @@ struct Dims {
 
 // The fewest multiply-adds of a step's product per thread for "auto" to add a thread: below it,
 // a step's barrier costs more than the share saves (measured: benchmarks/NOTES.md).
-constexpr int64_t kMinWorkPerThread = 1 << 14;
+constexpr int64_t kMinWorkPerThread = 1 << 12;
 
 // Threads for one call: at most the pool's (XLA's intra-op threads), the blocks of units, and
 // `requested` when given; with "auto" (requested 0), one per kMinWorkPerThread of work a step.
