@@ -72,11 +72,12 @@ def _sequential(kind, batch, steps, hidden, repeats) -> dict:
 
         return jax.jit(run)
 
-    out = {}
-    want = both(xla)(px, w_hh, d_h)
-    for name, fn in (("xla", both(xla)), ("cpu-1", both(cpu, threads=1)), ("cpu-2", both(cpu, threads=2))):
-        out[name] = {"ms": _time(fn, (px, w_hh, d_h), repeats), "rel_error": _rel(fn(px, w_hh, d_h), want)}
-    return out
+    fns = {"xla": both(xla), "cpu-1": both(cpu, threads=1), "cpu-2": both(cpu, threads=2)}
+    want = fns["xla"](px, w_hh, d_h)
+    return {
+        name: {"ms": _time(fn, (px, w_hh, d_h), repeats), "rel_error": _rel(fn(px, w_hh, d_h), want)}
+        for name, fn in fns.items()
+    }
 
 
 def _whole(cell_name, batch, steps, hidden, repeats) -> dict:
@@ -91,12 +92,12 @@ def _whole(cell_name, batch, steps, hidden, repeats) -> dict:
 
         return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
-    want = grad("xla")(params, xs)
-    out = {}
-    for backend in ("xla", "cpu"):
-        fn = grad(backend)
-        out[backend] = {"ms": _time(fn, (params, xs), repeats), "rel_error": _rel(fn(params, xs), want)}
-    return out
+    fns = {backend: grad(backend) for backend in ("xla", "cpu")}
+    want = fns["xla"](params, xs)
+    return {
+        backend: {"ms": _time(fn, (params, xs), repeats), "rel_error": _rel(fn(params, xs), want)}
+        for backend, fn in fns.items()
+    }
 
 
 def main(argv=None) -> int:

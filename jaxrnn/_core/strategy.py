@@ -202,25 +202,22 @@ def _cpu_problem(cell, batch: int, w_dtype, xs_dtype) -> str | None:
         return _no_kernel(cell)
     if jax.default_backend() != "cpu":
         return f"the default device is {jax.default_backend()!r}; the CPU kernel runs on the CPU only"
-    for name, dtype in (("xs", xs_dtype), ("the weights", w_dtype)):
-        if jnp.dtype(dtype) != jnp.float32:
-            return f"the CPU kernel computes in float32 and {name} are {jnp.dtype(dtype).name} (the XLA path runs them)"
+    if jnp.dtype(xs_dtype) != jnp.float32:  # the weights' dtype: the kernel's own unsupported()
+        return f"the CPU kernel computes in float32 and xs are {jnp.dtype(xs_dtype).name} (the XLA path runs them)"
     return registry.kernel("cpu").unsupported(kind, batch, cell.hidden_size, jnp.dtype(w_dtype))
 
 
 def _auto_cpu(cell, grad: str, residuals: str, batch: int, w_dtype, xs_dtype) -> str | CPUKernel:
     """``backend="auto"`` on a CPU: the C++ kernel where the committed benchmark measured it faster, else XLA.
 
-    A kernel that could not be built warns once (how to get it) and leaves the XLA path.
+    A kernel whose build failed warns once (how to get it) and leaves the XLA path;
+    a call it cannot run for another reason (a dtype) leaves it silently.
     """
-    kind = builtin_kind(cell)
-    dtypes_ok = jnp.dtype(w_dtype) == jnp.float32 and jnp.dtype(xs_dtype) == jnp.float32
-    if grad != "bptt" or residuals != "gates" or kind not in registry.AUTO_CPU or not dtypes_ok:
+    if grad != "bptt" or residuals != "gates" or builtin_kind(cell) not in registry.AUTO_CPU:
         return "xla"
-    reason = _cpu_problem(cell, batch, w_dtype, xs_dtype)
-    if reason is None:
+    if _cpu_problem(cell, batch, w_dtype, xs_dtype) is None:
         return CPUKernel()
-    registry.kernel("cpu").warn_not_built(reason)
+    registry.kernel("cpu").warn_if_not_built()
     return "xla"
 
 

@@ -48,19 +48,24 @@ def unsupported(kind: str, batch: int, hidden_size: int, w_dtype, precision: str
     if jnp.dtype(w_dtype) != jnp.float32:
         return f"the CPU kernel computes in float32, the weights are {jnp.dtype(w_dtype).name} (the XLA path runs them)"
     reason = cpu_build.problem()
-    return None if reason is None else f"the CPU kernel could not be built: {reason}"
+    return None if reason is None else _not_built(reason)
+
+
+def _not_built(reason: str) -> str:
+    return f"the CPU kernel could not be built: {reason}"
 
 
 _warned: list = []
 
 
-def warn_not_built(reason: str) -> None:
-    """Warn, once per process, why the kernel cannot run (from :func:`unsupported`) and how to get it."""
-    if _warned:
+def warn_if_not_built() -> None:
+    """Warn, once per process, when this process's build of the kernel failed, and how to get it; never builds."""
+    failure = cpu_build.failure()
+    if failure is None or _warned:
         return
-    _warned.append(reason)
+    _warned.append(failure)
     warnings.warn(
-        f"jaxrnn: {reason}; the XLA path runs instead. To get the kernel, {cpu_build.HOW_TO_GET_IT}.",
+        f"jaxrnn: {_not_built(failure)}; the XLA path runs instead. To get the kernel, {cpu_build.HOW_TO_GET_IT}.",
         RuntimeWarning,
         stacklevel=3,
     )

@@ -197,6 +197,11 @@ def load():
         return library
 
 
+def failure() -> str | None:
+    """Why this process's build failed, without building anything (None: it has not failed, or not run)."""
+    return _state.get("error")
+
+
 def problem() -> str | None:
     """Why the kernel cannot run in this process (None when it can); builds it on the first call."""
     try:
